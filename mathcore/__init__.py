@@ -1,0 +1,15 @@
+"""Records, hardened MathML parsing, linear text and BM25 analysis, and the SQLite store."""
+
+from mathcore.linear import to_linear
+from mathcore.loaders import CorpusError, detect_format, iter_corpus, iter_source, read_mathml_file
+from mathcore.mathml import DEFAULT_LIMITS, Limits, MathMLError, iter_formulas, parse_math, split_math
+from mathcore.records import Derived, Record, RecordError, Reject, derive, query_text
+from mathcore.store import Store, StoreError, StoredRecord
+from mathcore.tokens import analyze
+
+__all__ = [
+    "DEFAULT_LIMITS", "CorpusError", "Derived", "Limits", "MathMLError", "Record", "RecordError",
+    "Reject", "Store", "StoreError", "StoredRecord", "analyze", "derive", "detect_format",
+    "iter_corpus", "iter_formulas", "iter_source", "parse_math", "query_text",
+    "read_mathml_file", "split_math", "to_linear",
+]

@@ -1,0 +1,1 @@
+"""reranker stage of mathmatch."""

@@ -1,0 +1,1 @@
+"""tuning stage of mathmatch."""
