@@ -47,8 +47,10 @@ _ACCENTS = {
 }
 _LARGE_OPS = {"\u2211": "sum", "\u220f": "prod", "\u222b": "int", "\u222e": "oint", "lim": "lim",
               "\u22c3": "union", "\u22c2": "intersection", "max": "max", "min": "min"}
-_ATOM_RE = re.compile(r"^(?:-?\d+(?:[.,]\d+)*|[^\W\d_]+|[^\W\d_]_\w+|\w+!?|\.\d+)$")
+# Written without brackets where an operand is needed: a number, one letter, x_1, 5!.
+_ATOM_RE = re.compile(r"^(?:\d+(?:[.,]\d+)*|\.\d+|[^\W\d_]|[^\W\d_]_\w+|\d+!)$")
 _WS_RE = re.compile(r"\s+")
+_PRIMES = frozenset("\u2032'\u2033\u2034")
 
 # Elements that only group or style their children.
 _ROWLIKE = frozenset({"math", "mrow", "mstyle", "mpadded", "merror", "menclose", "mtd", "maction",
@@ -96,6 +98,32 @@ def _wrap(s: str) -> str:
     return s if _is_atom(s) else f"({s})"
 
 
+def _atomic(el: etree._Element, scripts: bool) -> bool:
+    """Whether a presentation element reads as one operand without brackets.
+
+    A token (``sin``, ``theta``, ``12``) does; a root or fence does; with *scripts*, so does a
+    superscript or subscript (``1/x^2`` — but not as an exponent: ``2^(x^2)``).
+    """
+    while el.tag in _ROWLIKE:
+        kids = [k for k in el if isinstance(k.tag, str) and k.tag not in _INVISIBLE]
+        if len(kids) != 1:
+            return False
+        el = kids[0]
+    tag = el.tag
+    if tag in ("mi", "mtext", "ms"):
+        return True
+    if tag == "mn":
+        return not _text(el).startswith(("-", "\u2212"))
+    if tag in ("msqrt", "mroot", "mfenced"):
+        return True
+    return scripts and tag in ("msup", "msub", "msubsup")
+
+
+def _pres_operand(el: etree._Element, scripts: bool = False) -> str:
+    s = _lin(el)
+    return s if _atomic(el, scripts) or _is_atom(s) else f"({s})"
+
+
 def _lin(el: etree._Element) -> str:
     tag = el.tag
     if not isinstance(tag, str):
@@ -107,7 +135,9 @@ def _lin(el: etree._Element) -> str:
         return _row(list(el))
     if tag in _INVISIBLE:
         return ""
-    if tag in _CONTENT_TAGS or tag.startswith("{"):
+    if tag.startswith("{"):  # an element of another vocabulary: its text only
+        return " ".join("".join(el.itertext()).split())
+    if tag in _CONTENT_TAGS:
         return _content(el)[0]
     return _row(list(el)) if len(el) else _text(el)
 
@@ -179,19 +209,35 @@ def _mfrac(el: etree._Element) -> str:
         return _row(kids)
     if el.get("linethickness") in ("0", "0pt", "0px", "0em"):  # binomial coefficient
         return f"({_lin(kids[0])} choose {_lin(kids[1])})"
-    return f"{_wrap(_lin(kids[0]))}/{_wrap(_lin(kids[1]))}"
+    return f"{_pres_operand(kids[0], True)}/{_pres_operand(kids[1], True)}"
 
 
-def _script(base: str, sub: str | None, sup: str | None) -> str:
-    s = base if _is_atom(base) or base[-1:] in ")]}|'\u2032" else f"({base})"
+def _script(base: etree._Element | str, sub: etree._Element | str | None,
+            sup: etree._Element | str | None) -> str:
+    if isinstance(base, str):
+        s = base
+    else:
+        s = _lin(base)
+        if not (_atomic(base, False) or _is_atom(s) or s[-1:] in ")]}|'\u2032"):
+            s = f"({s})"
+    if sub is not None and not isinstance(sub, str):
+        sub = _pres_operand(sub)
+    elif sub:
+        sub = _wrap(sub)
+    if sup is not None and not isinstance(sup, str):
+        text = _lin(sup)
+        primes = text and set(text) <= _PRIMES
+        sup = text if primes or _atomic(sup, False) or _is_atom(text) or not text else f"({text})"
+    elif sup and not set(sup) <= _PRIMES:
+        sup = _wrap(sup)
     if sub:
-        s += "_" + _wrap(sub)
+        s += "_" + sub
     if sup:
         # Primes read as primes: f'(x), not f^(')
-        if set(sup) <= {"\u2032", "'", "\u2033", "\u2034"}:
+        if set(sup) <= _PRIMES:
             s += sup.replace("\u2033", "''").replace("\u2034", "'''").replace("\u2032", "'")
         else:
-            s += "^" + _wrap(sup)
+            s += "^" + sup
     return s
 
 
@@ -199,21 +245,21 @@ def _msup(el: etree._Element) -> str:
     kids = _children(el)
     if len(kids) != 2:
         return _row(kids)
-    return _script(_lin(kids[0]), None, _lin(kids[1]))
+    return _script(kids[0], None, kids[1])
 
 
 def _msub(el: etree._Element) -> str:
     kids = _children(el)
     if len(kids) != 2:
         return _row(kids)
-    return _script(_lin(kids[0]), _lin(kids[1]), None)
+    return _script(kids[0], kids[1], None)
 
 
 def _msubsup(el: etree._Element) -> str:
     kids = _children(el)
     if len(kids) != 3:
         return _row(kids)
-    return _script(_lin(kids[0]), _lin(kids[1]), _lin(kids[2]))
+    return _script(kids[0], kids[1], kids[2])
 
 
 def _mmultiscripts(el: etree._Element) -> str:
@@ -268,7 +314,7 @@ def _under_over(el: etree._Element) -> str:
     if over is None and under in _ACCENTS and under in ("_", "\u00af", "\u0332", "\u2015"):
         return f"underline({base})"
     op = _LARGE_OPS.get(base)
-    s = (op or base) if _is_atom(op or base) else f"({base})"
+    s = op or (base if _atomic(kids[0], False) or _is_atom(base) else f"({base})")
     if under:
         s += "_" + _wrap(under)
     if over:
@@ -357,6 +403,8 @@ _CONTENT_TAGS = frozenset({"apply", "ci", "cn", "csymbol", "bind", "set", "list"
                           | set(_INFIX) | set(_FUNCS) | _TRIG | set(_CONSTANTS)
                           | {"power", "root", "abs", "factorial", "minus"})
 _ATOMIC = 100
+_CSYMBOL_OPS = {"superscript": "power", "subscript": "subscript", "divide": "divide",
+                "times": "times", "plus": "plus", "minus": "minus", "equals": "eq"}
 
 
 def _cn(el: etree._Element) -> str:
@@ -424,7 +472,10 @@ def _apply(el: etree._Element) -> tuple[str, int]:
     args = [a for a in args if a not in qualifiers]
     op = head.tag
     if op == "csymbol":
-        op = _text(head)
+        # LaTeXML writes layout it cannot interpret as csymbols of the "ambiguous" dictionary.
+        op = _CSYMBOL_OPS.get(_text(head), _text(head))
+    if op == "subscript" and len(args) == 2:
+        return f"{_operand(args[0], 31)}_{_operand(args[1], 31)}", 30
     if op == "minus" and len(args) == 1:
         return "-" + _operand(args[0], 20), 15
     if op in _INFIX:

@@ -36,6 +36,10 @@ from mathcore.records import Record, Reject
 Item = Union[Record, Reject]
 MATHML_SUFFIXES = (".mml", ".xml", ".xhtml", ".html", ".htm")
 _RECORD_KEYS = ("id", "question", "answer", "final", "source")
+# JSON may escape a lone UTF-16 surrogate ("\ud800"): valid JSON, but not text that UTF-8 or
+# SQLite can hold.  Only lines with such an escape are checked.
+_SURROGATE_ESCAPE_RE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 
 class CorpusError(ValueError):
@@ -70,8 +74,17 @@ def _json_object(text: str, origin: str) -> dict | Reject:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         return Reject(origin, f"invalid JSON: {exc.msg} at column {exc.colno}")
+    except RecursionError:
+        return Reject(origin, "invalid JSON: nested too deeply")
     if not isinstance(obj, dict):
         return Reject(origin, f"expected a JSON object, got {type(obj).__name__}")
+    if _SURROGATE_ESCAPE_RE.search(text):
+        bad = _SURROGATE_RE.search(json.dumps(obj, ensure_ascii=False))
+        if bad:
+            rid = _id_of(obj)
+            return Reject(origin, f"invalid JSON string: unpaired surrogate "
+                                  f"\\u{ord(bad.group()):04x} is not a Unicode character",
+                          None if rid is None or _SURROGATE_RE.search(rid) else rid)
     return obj
 
 
@@ -126,6 +139,8 @@ def _parse_json_line(unit: Unit) -> dict | Reject:
         text = unit.payload.decode("utf-8")
     except UnicodeDecodeError as exc:
         return Reject(unit.origin, f"invalid UTF-8 at byte {exc.start}: {exc.reason}")
+    if unit.position == 1 and text.startswith("\ufeff"):  # a byte order mark (Windows tools)
+        text = text[1:]
     return _json_object(text, unit.origin)
 
 
@@ -193,6 +208,8 @@ def load_beir(path: Path, limits: Limits = DEFAULT_LIMITS, start: int = 0) -> It
 
 _SECTION_ATTRS = ("data-mathmatch", "data-field", "class")
 _HIDDEN_RE = re.compile(r"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<\?.*?\?>", re.DOTALL)
+# The attributes of a start tag: a quoted value may hold ">".
+_ATTRS = r"""(?:[^>"']|"[^"]*"|'[^']*')*?"""
 _FIELDS = ("question", "answer", "final")
 
 
@@ -210,7 +227,7 @@ def _inner_source(text: str, el: etree._Element, field: str) -> str:
     text_scan = _HIDDEN_RE.sub(lambda m: " " * len(m.group(0)), text)
     tag = el.tag.split("}")[-1] if isinstance(el.tag, str) else ""
     prefix = el.prefix + ":" if el.prefix else ""
-    open_re = re.compile(rf"<{re.escape(prefix + tag)}(?=[\s>/])[^>]*?(/?)>")
+    open_re = re.compile(rf"<{re.escape(prefix + tag)}(?=[\s>/]){_ATTRS}(/?)>")
     # The position of this element among same-tag elements, in document order.
     root = el.getroottree()
     index = [e for e in root.iter(el.tag)].index(el)
@@ -225,7 +242,7 @@ def _inner_source(text: str, el: etree._Element, field: str) -> str:
     # Same-tag elements may nest (XHTML divs): count depth to find the matching end tag.
     close = f"</{prefix}{tag}"
     depth, cur = 1, pos
-    tag_re = re.compile(rf"<(/?){re.escape(prefix + tag)}(?=[\s>/])[^>]*?(/?)>")
+    tag_re = re.compile(rf"<(/?){re.escape(prefix + tag)}(?=[\s>/]){_ATTRS}(/?)>")
     for m2 in tag_re.finditer(text_scan, pos):
         if m2.group(1):
             depth -= 1
@@ -307,7 +324,14 @@ def _folder_units(path: Path, start: int) -> Iterator[Unit]:
                    and p.suffix.lower() in MATHML_SUFFIXES)
     for number, file in enumerate(files, 1):
         if number > start:
-            yield Unit("file", str(file), number, path.name, None)
+            name = str(file)
+            if _SURROGATE_RE.search(name):
+                # Bytes of another encoding in the name (os.fsdecode made them surrogates):
+                # neither an id nor an origin can be made of it.
+                shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                yield Unit("file", shown, number, path.name, None, "file name is not valid UTF-8")
+                continue
+            yield Unit("file", name, number, path.name, None)
 
 
 def load_folder(path: Path, limits: Limits = DEFAULT_LIMITS, start: int = 0) -> Iterator[Item]:
@@ -344,8 +368,8 @@ def detect_format(path: Path) -> str:
             if raw is None or not raw.strip():
                 continue
             try:
-                obj = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError):
+                obj = json.loads(raw.removeprefix(b"\xef\xbb\xbf"))
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
                 continue
             if isinstance(obj, dict):
                 return "beir" if "_id" in obj and "id" not in obj else "records"
@@ -383,8 +407,10 @@ def file_digest(path: Path, chunk: int = 1 << 20) -> str:
 
     h = hashlib.sha256()
     path = Path(path)
+    # The files _folder_units reads: symbolic links are not followed here either.
     files = [path] if path.is_file() else sorted(
-        p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in MATHML_SUFFIXES)
+        p for p in path.rglob("*") if p.is_file() and not p.is_symlink()
+        and p.suffix.lower() in MATHML_SUFFIXES)
     for f in files:
         if path.is_dir():
             h.update(os.fsencode(f.relative_to(path)) + b"\0")

@@ -13,8 +13,10 @@ What is refused, each with a :class:`MathMLError` that says why:
 * malformed XML, a root that is not ``math`` in the MathML namespace (or in none);
 * a formula nested deeper than ``Limits.max_depth`` or longer than ``Limits.max_bytes``.
 
-lxml runs with ``resolve_entities=False``, ``no_network=True`` and ``load_dtd=False``, so even
-if a check above were bypassed the parser would neither read a file nor open a connection.
+lxml runs with ``resolve_entities=False``, ``no_network=True``, ``load_dtd=False``, a resolver
+that answers every external DTD or entity with nothing, and reads its input as UTF-8 whatever
+the document declares, so even if a check above were bypassed the parser would neither read a
+file nor open a connection.
 
 Example:
     >>> parse_math('<math><mi>x</mi><mo>&InvisibleTimes;</mo><mi>y</mi></math>').tag
@@ -47,7 +49,13 @@ _DECLARATION_RE = re.compile(r"<!(?:DOCTYPE|ENTITY|ELEMENT|ATTLIST)", re.IGNOREC
 # cannot nest, so the first matching end tag closes the formula.
 _MATH_START_RE = re.compile(r"<(?:([A-Za-z_][\w.-]*):)?math(?=[\s/>])")
 
+# lxml refuses documents nested deeper than this unless huge_tree is set.
+_PARSER_MAX_DEPTH = 256
 _PARSER = etree.XMLParser(
+    # Text reaches lxml as UTF-8 (decoded and checked by us): a document's own encoding
+    # declaration must not make lxml read it otherwise (UTF-7 would hide "<!DOCTYPE" from
+    # _check_declarations).
+    encoding="utf-8",
     resolve_entities=False,
     no_network=True,
     load_dtd=False,
@@ -58,6 +66,20 @@ _PARSER = etree.XMLParser(
     collect_ids=False,
     recover=False,
 )
+
+
+class _NoExternal(etree.Resolver):
+    """Answers every external DTD or entity lxml asks for with nothing: no file is opened.
+
+    load_dtd=False alone still lets libxml2 read a parameter entity or an external subset
+    given as a file path or ``file:`` URL.
+    """
+
+    def resolve(self, url, pubid, context):
+        return self.resolve_string("", context)
+
+
+_PARSER.resolvers.add(_NoExternal())
 
 
 class MathMLError(ValueError):
@@ -148,6 +170,8 @@ def _parse(text: str, what: str) -> etree._Element:
     try:
         return etree.fromstring(_repair(text).encode("utf-8"), _PARSER)
     except etree.XMLSyntaxError as exc:
+        if "Excessive depth" in str(exc):
+            raise MathMLError(f"{what} nested deeper than {_PARSER_MAX_DEPTH} levels") from None
         raise MathMLError(f"malformed {what}: {_syntax_message(exc)}") from None
 
 
@@ -169,16 +193,19 @@ _DEFAULT_DECL = f' xmlns="{MATHML_NS}"'
 _PREFIXED_RE = re.compile(r"<(/?)(?:mml|m):")
 
 
-def _unprefix(text: str) -> str:
+def _unprefix(text: str, root_prefix: str | None = None) -> str:
     """Drop MathML namespace declarations and MathML prefixes, so lxml yields bare tags.
 
-    Only prefixes bound to the MathML namespace (or ``mml``/``m`` left undeclared, as in a
-    fragment cut from a document) are removed; other namespaces are left as they are.
+    Only prefixes bound to the MathML namespace (or ``mml``/``m``/the ``<math>`` element's own
+    prefix left undeclared, as in a fragment cut from a document whose root declared it) are
+    removed; other namespaces are left as they are.
     """
     text = text.replace(_DEFAULT_DECL, "")
     if "xmlns" not in text:
         if ":" in text and _PREFIXED_RE.search(text):
             text = _PREFIXED_RE.sub(r"<\1", text)
+        if root_prefix and root_prefix not in ("mml", "m"):
+            text = re.sub(rf"<(/?){re.escape(root_prefix)}:", r"<\1", text)
         return text
     prefixes = set()
     for m in _XMLNS_RE.finditer(text):
@@ -186,7 +213,7 @@ def _unprefix(text: str) -> str:
             prefixes.add(m.group(1))
     text = _XMLNS_RE.sub(lambda m: "" if m.group(3) == MATHML_NS else m.group(0), text)
     if ":" in text:
-        for p in prefixes | {"mml", "m"}:
+        for p in prefixes | {"mml", "m", root_prefix} - {None}:
             if f"<{p}:" in text or f"</{p}:" in text:
                 text = re.sub(rf"<(/?){re.escape(p)}:", r"<\1", text)
     return text
@@ -216,7 +243,7 @@ def parse_math(source: str, limits: Limits = DEFAULT_LIMITS) -> etree._Element:
         if m.group(1) == prefix and m.group(3) != MATHML_NS:
             raise MathMLError(f"root element <math> is in namespace {m.group(3)!r}, not MathML")
     _check_declarations(source)
-    text = _unprefix(source)
+    text = _unprefix(source, prefix)
     root = _parse(text, "MathML")
     if root.tag != "math":
         raise MathMLError(f"root element is <{root.tag}>, not MathML <math>")
@@ -267,8 +294,10 @@ def split_math(text: str) -> Iterator[Segment]:
     """Split a text field into plain-text and formula segments, in order.
 
     Raises:
-        MathMLError: when a ``<math>`` start tag has no matching end tag.
+        MathMLError: when a ``<math>`` start tag has no matching end tag, or the text holds a
+            DTD or entity declaration (refused anywhere, not only inside a formula).
     """
+    _check_declarations(text)
     pos = 0
     search = _MATH_START_RE.search
     while True:

@@ -240,7 +240,11 @@ class Store:
                          "VALUES (?,?,?,?)", (path, sha256, size, fmt))
 
     def forget_source(self, path: str) -> None:
+        """Forget a source and the rejects it gave (it is about to be loaded again)."""
         self._db.execute("DELETE FROM sources WHERE path=?", (path,))
+        # Its rejects' origins are the path itself, "path:line" or, for a folder, "path/file".
+        self._db.execute("DELETE FROM rejects WHERE origin=? OR substr(origin, 1, ?) IN (?, ?)",
+                         (path, len(path) + 1, path + ":", path + "/"))
 
     def advance_source(self, path: str, position: int, records: int, rejects: int,
                        seconds: float, done: bool = False) -> None:
@@ -291,6 +295,25 @@ class Store:
                                         f"({marks})", chunk):
                 found[row[0]] = _stored(row)
         return [found[r] for r in rowids if r in found]
+
+    def texts(self, rowids: Sequence[int], column: str = "answer_text") -> list[str]:
+        """One derived text column for the given rowids, in the order asked.
+
+        Raises:
+            KeyError: naming a rowid that is not in the store.
+        """
+        if column not in ("answer_text", "question_text", "final_text"):
+            raise ValueError(f"unknown text column {column!r}")
+        found: dict[int, str] = {}
+        for start in range(0, len(rowids), 900):
+            chunk = [int(r) for r in rowids[start:start + 900]]
+            marks = ",".join("?" * len(chunk))
+            found.update(self._db.execute(
+                f"SELECT rowid, {column} FROM records WHERE rowid IN ({marks})", chunk))
+        missing = [r for r in rowids if r not in found]
+        if missing:
+            raise KeyError(f"rowid {missing[0]} is not in the store {self.path}")
+        return [found[r] for r in rowids]
 
     def by_id(self, record_id: str) -> StoredRecord | None:
         row = self._db.execute(f"SELECT {_RECORD_COLS} FROM records WHERE id=?",

@@ -35,6 +35,8 @@ being from up down out over under again further once here when where why all any
 more most other some own same too very s t just don now am were
 """.split())
 
+# Saved with a BM25 index: an index built by another analyzer version is rebuilt.
+ANALYZER_VERSION = "mathcore-1"
 _LEX_RE = re.compile(r"\d+(?:\.\d+)?|\.\d+|[^\W\d_]+|[^\w\s]|_")
 _RELATIONS = frozenset("^_/*=+-\u00d7\u00b7\u00f7<>\u2264\u2265\u2260")
 _BRACKETS = frozenset("()[]{}")
