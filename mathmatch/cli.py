@@ -24,6 +24,7 @@ logger = logging.getLogger("mathmatch")
 # Models are never fetched: everything runs from local files (and on air-gapped machines).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 class CliError(Exception):
@@ -44,26 +45,131 @@ def _progress(args: argparse.Namespace) -> bool:
     return not args.quiet and sys.stderr.isatty()
 
 
-def cmd_index_build(args: argparse.Namespace) -> int:
+def _load_config(args: argparse.Namespace, out: Path):
     from mathmatch.build import LoadConfig
-    from mathmatch.indexer import build_store
 
-    cfg = LoadConfig(corpora=args.corpus, out=args.out, replace=args.replace, limits=_limits(args),
-                     workers=args.workers, progress=_progress(args))
-    report, manifest = build_store(cfg)
+    return LoadConfig(corpora=args.corpus, out=out, replace=args.replace, limits=_limits(args),
+                      workers=args.workers, progress=_progress(args))
+
+
+def _report_build(args: argparse.Namespace, report, manifest: dict, out: Path) -> int:
     store = manifest["store"]
     logger.info("loaded %d records, rejected %d, in %.1f s (%.0f records/s); the index holds "
                 "%d records", report.added, report.rejected, report.seconds, report.rate,
                 store["records"])
+    dense = manifest.get("dense")
+    if dense and dense.get("encode"):
+        enc = dense["encode"]
+        logger.info("encoded %d records in %.1f s (%.1f records/s) with %s", enc["records"],
+                    enc["seconds"], enc["records_per_second"], dense["encoder"])
+    if dense and "recall_at_10" in dense:
+        logger.info("%s index recall@10 against exact search: %.4f", dense["kind"],
+                    dense["recall_at_10"])
     if report.rejected:
-        logger.warning("%d rejected records: see %s", report.rejected,
-                       Path(args.out) / "rejects.jsonl")
+        logger.warning("%d rejected records: see %s", report.rejected, out / "rejects.jsonl")
     if store["records"] == 0:
         logger.error("nothing could be loaded")
         return 1
-    if args.strict and store["rejects"]:
+    if getattr(args, "strict", False) and store["rejects"]:
         logger.error("--strict: %d records were rejected", store["rejects"])
         return 1
+    return 0
+
+
+def cmd_index_build(args: argparse.Namespace) -> int:
+    from mathmatch.indexer import IndexConfig, build_index
+
+    cfg = IndexConfig(load=_load_config(args, args.out), encoder=args.encoder, device=args.device,
+                      batch_size=args.batch_size, approximate=args.approximate,
+                      vectors=not args.no_vectors, chunk_rows=args.save_every)
+    report, manifest = build_index(cfg)
+    return _report_build(args, report, manifest, args.out)
+
+
+def cmd_index_add(args: argparse.Namespace) -> int:
+    from mathmatch.indexer import IndexConfig, build_index
+    from mathmatch.manifest import read_manifest
+
+    manifest = read_manifest(args.dir)  # an existing index: its encoder and kind are kept
+    cfg = IndexConfig(load=_load_config(args, args.dir), device=args.device,
+                      batch_size=args.batch_size, vectors="dense" in manifest)
+    report, manifest = build_index(cfg)
+    return _report_build(args, report, manifest, args.dir)
+
+
+def cmd_index_remove(args: argparse.Namespace) -> int:
+    from mathmatch.indexer import read_ids, remove_records
+
+    ids = read_ids(args.ids)
+    removed, manifest = remove_records(args.dir, ids, progress=_progress(args))
+    logger.info("removed %d of %d ids; the index holds %d records", removed, len(ids),
+                manifest["store"]["records"])
+    if removed < len(ids):
+        logger.warning("%d ids were not in the index", len(ids) - removed)
+    return 0
+
+
+def cmd_match(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from mathmatch.runs import batched, iter_queries, write_hits
+    from mathmatch.searcher import open_searcher
+
+    weights = (1.0, 1.0) if args.fusion == "rrf" else (0.7, 0.3)
+    searcher = open_searcher(args.dir, mode=args.mode, encoder=args.encoder, device=args.device,
+                             depth=args.depth, fusion=args.fusion, weights=weights)
+    out = sys.stdout if str(args.out) == "-" else open(args.out, "w", encoding="utf-8")
+    n = 0
+    try:
+        bar = tqdm(unit="q", desc="matching", disable=not _progress(args))
+        for batch in batched(iter_queries(args.queries), args.batch_size):
+            for (qid, _), hits in zip(batch, searcher.search_hits(batch, args.k), strict=False):
+                write_hits(out, qid, hits, args.format, tag=f"mathmatch-{args.mode}")
+            out.flush()
+            n += len(batch)
+            bar.update(len(batch))
+        bar.close()
+    finally:
+        if out is not sys.stdout:
+            out.close()
+        searcher.close()
+    logger.info("matched %d queries (%s, k=%d)%s", n, args.mode, args.k,
+                "" if str(args.out) == "-" else f" into {args.out}")
+    return 0
+
+
+def _system(spec: str):
+    """``NAME=DIR[:MODE]`` of --compare."""
+    from mathmatch.bench import System
+
+    name, sep, rest = spec.partition("=")
+    if not sep or not name:
+        raise CliError(f"--compare {spec!r}: expected NAME=DIR or NAME=DIR:MODE")
+    path, _, mode = rest.rpartition(":") if rest.rsplit(":", 1)[-1] in (
+        "bm25", "dense", "hybrid") else (rest, "", "dense")
+    return System(name, Path(path), mode)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from mathmatch.bench import BenchConfig, run_bench
+
+    try:
+        ks = [int(k) for k in args.k.split(",")]
+    except ValueError:
+        raise CliError(f"--k {args.k!r}: expected comma-separated integers, e.g. 1,10,100") \
+            from None
+    cfg = BenchConfig(index=args.dir, queries=Path(args.queries), qrels=Path(args.qrels),
+                      modes=args.mode.split(","), ks=ks, rerank=args.rerank,
+                      rerank_depth=args.rerank_depth,
+                      extra=[_system(s) for s in args.compare], limit=args.limit,
+                      device=args.device, out=Path(args.out))
+    results = run_bench(cfg)
+    metrics = results["metrics"]
+    print(f"{'system':<24}{'group':<22}" + "".join(f"{m:>12}" for m in metrics) + f"{'q/s':>9}")
+    for name, sysres in results["systems"].items():
+        for group, scores in sysres["metrics"].items():
+            qps = f"{sysres['queries_per_second']:9.1f}" if group == "all" else ""
+            print(f"{name:<24}{group:<22}" + "".join(f"{scores[m]:12.4f}" for m in metrics) + qps)
     return 0
 
 
@@ -102,6 +208,11 @@ def cmd_index_info(args: argparse.Namespace) -> int:
     for name, size in info["files"].items():
         print(f"  {name:<24} {size / 1e6:10.2f} MB")
     return 0
+
+
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto: CUDA when available, else CPU (default: auto)")
 
 
 def _add_limits(p: argparse.ArgumentParser) -> None:
@@ -148,26 +259,132 @@ def build_parser() -> argparse.ArgumentParser:
                        help="exit with status 1 if any record is rejected")
     build.add_argument("--workers", type=int, default=None, metavar="N",
                        help="parsing processes (default: CPU count, at most 4; 0: none)")
+    build.add_argument("--encoder", default=None, metavar="PATH",
+                       help="sentence-transformers model folder (default: the packaged "
+                            "all-MiniLM-L6-v2, or the encoder the index was built with)")
+    _add_device(build)
+    build.add_argument("--batch-size", type=int, default=64, metavar="N",
+                       help="texts per encoder forward pass (default: 64)")
+    build.add_argument("--approximate", choices=("hnsw", "ivf"), default=None,
+                       help="an approximate vector index (its recall against exact search is "
+                            "reported); default: exact search")
+    build.add_argument("--no-vectors", action="store_true",
+                       help="build the store and BM25 only (no encoding)")
+    build.add_argument("--save-every", type=int, default=2048, metavar="N",
+                       help="records encoded between two saved chunks: an interrupted build "
+                            "resumes from the last one (default: 2048)")
     _add_limits(build)
     build.set_defaults(handler=cmd_index_build)
+
+    add = isub.add_parser(
+        "add", help="add corpora to an index", parents=[common],
+        description="Load more corpora into an existing index folder: new records are encoded "
+                    "with the index's own encoder and BM25 is rebuilt.")
+    add.add_argument("dir", type=Path, metavar="DIR", help="index folder")
+    add.add_argument("corpus", nargs="+", type=Path, metavar="CORPUS", help="corpus file or folder")
+    add.add_argument("--replace", action="store_true",
+                     help="records whose id is already in the index replace the old ones")
+    add.add_argument("--strict", action="store_true",
+                     help="exit with status 1 if any record is rejected")
+    add.add_argument("--workers", type=int, default=None, metavar="N",
+                     help="parsing processes (default: CPU count, at most 4; 0: none)")
+    _add_device(add)
+    add.add_argument("--batch-size", type=int, default=64, metavar="N",
+                     help="texts per encoder forward pass (default: 64)")
+    _add_limits(add)
+    add.set_defaults(handler=cmd_index_add)
+
+    remove = isub.add_parser(
+        "remove", help="remove records from an index", parents=[common],
+        description="Remove records by id from the store, the vectors and BM25.")
+    remove.add_argument("dir", type=Path, metavar="DIR", help="index folder")
+    remove.add_argument("--ids", type=Path, required=True, metavar="FILE",
+                        help="record ids, one per line (or JSONL with an id field)")
+    remove.set_defaults(handler=cmd_index_remove)
 
     info = isub.add_parser("info", help="describe an index folder", parents=[common],
                            description="Counts, sources, rejects and sizes of an index folder.")
     info.add_argument("dir", type=Path, metavar="DIR", help="index folder")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(handler=cmd_index_info)
+
+    match = sub.add_parser(
+        "match", help="match questions to the answers of an index", parents=[common],
+        description="Match a batch of questions to the index's answers, streaming: queries "
+                    "are read, encoded and searched in batches and results written as they "
+                    "come. QUERIES is BEIR queries.jsonl (_id, text), records JSONL (id, "
+                    "question) or plain text, one question per line.")
+    match.add_argument("dir", type=Path, metavar="DIR", help="index folder")
+    match.add_argument("--queries", required=True, metavar="FILE",
+                       help="queries file ('-' reads standard input)")
+    match.add_argument("--k", type=int, default=10, help="hits per query (default: 10)")
+    match.add_argument("--mode", choices=("dense", "bm25", "hybrid"), default="hybrid",
+                       help="retrieval mode (default: hybrid, the best on the dev benchmark)")
+    match.add_argument("--out", default="-", metavar="FILE",
+                       help="output file ('-', the default, writes to standard output)")
+    match.add_argument("--format", choices=("jsonl", "trec"), default="jsonl",
+                       help="jsonl rows {query_id, hits: [{doc_id, score, rank}]} or TREC run "
+                            "lines (default: jsonl)")
+    match.add_argument("--encoder", default=None, metavar="PATH",
+                       help="must be the index's encoder (default: the index's own)")
+    _add_device(match)
+    match.add_argument("--batch-size", type=int, default=256, metavar="N",
+                       help="queries read and searched at a time (default: 256)")
+    match.add_argument("--depth", type=int, default=100, metavar="N",
+                       help="candidates per ranking fused in hybrid mode (default: 100)")
+    match.add_argument("--fusion", choices=("zscore", "minmax", "rrf"), default="zscore",
+                       help="hybrid fusion: z-scored (default) or min-max scores weighted "
+                            "0.7 dense / 0.3 BM25, or reciprocal rank fusion")
+    match.set_defaults(handler=cmd_match)
+
+    bench = sub.add_parser(
+        "bench", help="measure recall@k, MRR and nDCG of several systems", parents=[common],
+        description="Match judged queries with each system (an index searched in one mode, "
+                    "optionally reranked) and report R@k, MRR@10 and nDCG@10 overall and per "
+                    "corpus source (metrics by ranx), with queries/s. Writes results.json "
+                    "(figures, configuration, versions, machine, date, git revision), "
+                    "results.md and results.png (recall@k curves).")
+    bench.add_argument("dir", type=Path, metavar="DIR", help="index folder")
+    bench.add_argument("--queries", required=True, metavar="FILE", help="queries file")
+    bench.add_argument("--qrels", required=True, metavar="FILE",
+                       help="BEIR qrels.tsv or TREC qrels")
+    bench.add_argument("--mode", default="bm25,dense,hybrid", metavar="M[,M...]",
+                       help="modes to compare (default: bm25,dense,hybrid)")
+    bench.add_argument("--k", default="1,10,100", metavar="K[,K...]",
+                       help="recall cut-offs (default: 1,10,100)")
+    bench.add_argument("--rerank", type=Path, default=None, metavar="CKPT",
+                       help="also measure each mode followed by this reranker")
+    bench.add_argument("--rerank-depth", type=int, default=20, metavar="N",
+                       help="candidates the reranker rescores (default: 20)")
+    bench.add_argument("--compare", action="append", default=[], metavar="NAME=DIR[:MODE]",
+                       help="another system in the same run, e.g. tuned=idx-tuned:dense "
+                            "(repeatable)")
+    bench.add_argument("--limit", type=int, default=None, metavar="N",
+                       help="only the first N judged queries (a subset)")
+    _add_device(bench)
+    bench.add_argument("--out", default="results.json", metavar="FILE",
+                       help="results JSON; .md and .png are written beside it")
+    bench.set_defaults(handler=cmd_bench)
     return parser
+
+
+_OWN_LOGGERS = ("mathmatch", "mathcore", "index", "retriever", "reranker", "tuning", "benchmarks")
+
+
+def _own_or_warning(record: logging.LogRecord) -> bool:
+    # Some libraries set their own loggers to DEBUG (bm25s does): only their warnings pass.
+    return record.levelno >= logging.WARNING or record.name.split(".")[0] in _OWN_LOGGERS
 
 
 def _configure_logging(args: argparse.Namespace) -> None:
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("mathmatch: %(message)s"))
+    handler.addFilter(_own_or_warning)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
-    for name in ("mathmatch", "mathcore", "index", "retriever", "reranker", "tuning",
-                 "benchmarks"):
+    for name in _OWN_LOGGERS:
         logging.getLogger(name).setLevel(level)
 
 
@@ -182,16 +399,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mathcore.store import StoreError
     from mathmatch.build import BuildError
     from mathmatch.manifest import ManifestError
+    from mathmatch.stages import StageError
 
     try:
         return args.handler(args)
     except CliError as exc:
         logger.error("%s", exc)
         return exc.status
-    except (CorpusError, StoreError, ManifestError, BuildError, FileNotFoundError,
-            ValueError) as exc:
+    except (CorpusError, StoreError, ManifestError, BuildError, StageError, FileNotFoundError,
+            ValueError, RuntimeError) as exc:
         logger.error("%s", exc)
         return 2
+    except BrokenPipeError:
+        # Output piped into `head` and the like: not an error.
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         logger.error("interrupted; run the same command again to resume")
         return 130

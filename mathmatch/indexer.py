@@ -1,19 +1,26 @@
-"""Index folders: build one from corpora, describe one.
+"""Index folders: build one from corpora, add and remove records, describe one.
 
-An index folder holds ``records.sqlite`` (the store), ``rejects.jsonl`` and ``manifest.json``;
-the retrieval stages add their own files beside them.
+An index folder holds ``records.sqlite`` (the store), ``rejects.jsonl``, ``manifest.json``,
+``dense/`` (vectors) and ``lexical/`` (BM25).  Building, resuming and adding are one operation:
+load the corpora into the store, then bring the vectors and BM25 up to date with it.
+
+Example:
+    >>> build_index(IndexConfig(LoadConfig([Path("data/sample/records.jsonl")],
+    ...                                    Path("/tmp/idx"))))  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from mathcore.store import Store
 from mathmatch.build import REJECTS_FILE, STORE_FILE, LoadConfig, LoadReport, load_corpora
 from mathmatch.manifest import load_or_new, read_manifest, write_manifest
+from mathmatch.stages import update_dense, update_lexical
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +53,109 @@ def build_store(cfg: LoadConfig) -> tuple[LoadReport, dict]:
     manifest["limits"] = asdict(cfg.limits)
     write_manifest(cfg.out, manifest)
     return report, manifest
+
+
+@dataclass
+class IndexConfig:
+    """How to build the retrieval parts of an index.
+
+    Args:
+        load: what to load into the store (corpora, folder, limits, ...).
+        encoder: a sentence-transformers folder (default: the packaged all-MiniLM-L6-v2, or
+            the encoder an existing index was built with).
+        device: ``auto``, ``cpu`` or ``cuda`` for encoding.
+        batch_size: texts per encoder forward pass.
+        approximate: None for exact search, or ``hnsw`` / ``ivf``.
+        vectors: False to build only the store and BM25 (no encoding).
+        chunk_rows: rows encoded between two saved chunks (the resume granularity).
+    """
+
+    load: LoadConfig
+    encoder: str | None = None
+    device: str = "auto"
+    batch_size: int = 64
+    approximate: str | None = None
+    vectors: bool = True
+    chunk_rows: int = 2048
+
+    def __post_init__(self) -> None:
+        if self.approximate not in (None, "hnsw", "ivf"):
+            raise ValueError(f"approximate must be hnsw or ivf, got {self.approximate!r}")
+
+
+def _encoder_for(cfg: IndexConfig, manifest: dict):
+    from retriever.encoder import Encoder
+
+    name = cfg.encoder
+    if name is None and "dense" in manifest:
+        name = manifest["dense"]["encoder"]
+    return Encoder(name, device=cfg.device, batch_size=cfg.batch_size)
+
+
+def refresh_parts(index_dir: Path, manifest: dict, *, encoder=None, kind: str = "exact",
+                  vectors: bool = True, chunk_rows: int = 2048, progress: bool = True) -> dict:
+    """Bring the dense and BM25 parts up to date with the store; write the manifest."""
+    with Store(index_dir / STORE_FILE) as store:
+        if vectors:
+            manifest["dense"] = update_dense(index_dir, store, encoder, manifest.get("dense"),
+                                             kind=kind, chunk_rows=chunk_rows, progress=progress)
+            write_manifest(index_dir, manifest)
+        manifest["lexical"] = update_lexical(index_dir, store, manifest.get("lexical"),
+                                             progress=progress)
+    write_manifest(index_dir, manifest)
+    return manifest
+
+
+def build_index(cfg: IndexConfig) -> tuple[LoadReport, dict]:
+    """Load corpora into the store, then encode and index what is new (resumable)."""
+    existing = load_or_new(cfg.load.out)
+    encoder = _encoder_for(cfg, existing) if cfg.vectors else None
+    if encoder is not None and "dense" in existing and \
+            existing["dense"]["encoder_checksum"] != encoder.spec.checksum:
+        from mathmatch.stages import StageError
+
+        raise StageError(f"{cfg.load.out} holds vectors of encoder "
+                         f"{existing['dense']['encoder']!r}, not {encoder.spec.name!r}: build "
+                         "into a new folder")
+    report, manifest = build_store(cfg.load)
+    manifest = refresh_parts(cfg.load.out, manifest, encoder=encoder,
+                             kind=cfg.approximate or "exact", vectors=cfg.vectors,
+                             chunk_rows=cfg.chunk_rows, progress=cfg.load.progress)
+    return report, manifest
+
+
+def read_ids(path: Path) -> list[str]:
+    """Record ids from a file: one per line, or JSONL with an ``id`` / ``_id`` field."""
+    ids = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            if line.startswith("{"):
+                obj = json.loads(line)
+                ids.append(obj.get("id", obj.get("_id")))
+            else:
+                ids.append(line.split("\t")[0])
+    return [i for i in ids if i]
+
+
+def remove_records(index_dir: Path, ids: Iterable[str], progress: bool = True) -> tuple[int, dict]:
+    """Remove records by id from the store, the vectors and BM25; returns how many."""
+    manifest = read_manifest(index_dir)
+    with Store(index_dir / STORE_FILE) as store:
+        with store.transaction():
+            removed = store.remove(ids)
+        manifest["store"] = store_section(store, None, manifest.get("store", {}))
+    write_manifest(index_dir, manifest)
+    encoder = None
+    if "dense" in manifest:
+        from retriever.encoder import Encoder
+
+        encoder = Encoder(manifest["dense"]["encoder"], device="cpu")
+    manifest = refresh_parts(index_dir, manifest, encoder=encoder, vectors="dense" in manifest,
+                             progress=progress)
+    return len(removed), manifest
 
 
 def index_info(index_dir: Path) -> dict[str, Any]:

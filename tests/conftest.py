@@ -6,6 +6,7 @@ Fixtures are grouped by the part of mathmatch they serve; add new groups below t
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -56,3 +57,30 @@ def run_cli() -> Iterator[Callable[[Sequence[str]], int]]:
         logger = logging.getLogger(name)
         logger.setLevel(level)
         logger.handlers[:] = handlers
+
+
+# --- models: loaded or built once per session ---------------------------------------------------
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_path(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide sentence-transformers encoder (random weights, MiniLM's tokenizer)."""
+    from tests.models import tiny_encoder
+
+    return tiny_encoder(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def sample_index(tmp_path_factory) -> Path:
+    """The sample (300 records + 6 MathML files) indexed with the packaged MiniLM."""
+    from mathmatch.cli import main
+
+    out = tmp_path_factory.mktemp("idx") / "sample"
+    sample = REPO / "data" / "sample"
+    code = main(["-q", "index", "build", str(sample / "records.jsonl"), str(sample / "mathml"),
+                 "--out", str(out), "--workers", "0", "--device", "cpu"])
+    assert code == 0
+    return out

@@ -1,0 +1,122 @@
+"""Speed of the retrieval stage: build throughput, single-query latency, peak memory.
+
+    python -m benchmarks.retrieval_speed [--records 2000] [--queries 200] [--out FILE.json]
+
+* **build throughput**: ``mathmatch index build`` (store, encoding in saved chunks, BM25) over
+  a slice of the dev corpus (the same share of each source), against a plain
+  ``SentenceTransformer.encode`` of the same linear texts with the same model, batch size and
+  device, in the same run (target: ours >= 0.9x plain);
+* **single-query latency** of ``match`` in each mode (one query at a time, p50 / p95), on dev
+  queries;
+* **peak memory** of the process.
+
+Batch search against the numpy baseline at 10k / 100k / 1M vectors is
+``python -m benchmarks.search_speed``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.machine import describe, machine, peak_rss_mib
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def _slice_corpus(data: Path, n: int, out: Path) -> Path:
+    """The first n records of the dev corpus, taken in proportion to each source."""
+    files = sorted((data / "corpus").glob("*.jsonl"))
+    lines = {f: f.read_text(encoding="utf-8").splitlines() for f in files}
+    total = sum(len(v) for v in lines.values())
+    with open(out, "w", encoding="utf-8") as fh:
+        for f in files:
+            take = max(1, round(n * len(lines[f]) / total))
+            fh.write("\n".join(lines[f][:take]) + "\n")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, default=DATA)
+    p.add_argument("--records", type=int, default=2000)
+    p.add_argument("--queries", type=int, default=200)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--out", type=Path, default=Path("build/bench/retrieval_speed.json"))
+    args = p.parse_args(argv)
+    from mathmatch.build import LoadConfig
+    from mathmatch.indexer import IndexConfig, build_index
+    from mathmatch.runs import iter_queries
+    from mathmatch.searcher import open_searcher
+    from retriever.encoder import Encoder
+
+    tmp = Path(tempfile.mkdtemp(prefix="mm-speed-"))
+    try:
+        corpus = _slice_corpus(args.data, args.records, tmp / "slice.jsonl")
+        enc = Encoder(device="cpu", batch_size=args.batch_size)
+        enc.encode(["warm up the model"] * args.batch_size)
+        t0 = time.perf_counter()
+        _, manifest = build_index(IndexConfig(LoadConfig([corpus], tmp / "idx", progress=False),
+                                              device="cpu", batch_size=args.batch_size))
+        build_s = time.perf_counter() - t0
+        n = manifest["store"]["records"]
+        encode = manifest["dense"]["encode"]
+        searcher = open_searcher(tmp / "idx", "dense", device="cpu")
+        texts = searcher.store.texts(searcher.store.rowids(), "answer_text")
+        searcher.close()
+        model = enc.model  # the plain baseline: the same SentenceTransformer object
+        t0 = time.perf_counter()
+        model.encode(texts, batch_size=args.batch_size, normalize_embeddings=True,
+                     convert_to_numpy=True)
+        plain_s = time.perf_counter() - t0
+        latency = {}
+        queries = list(itertools.islice(iter_queries(args.data / "tasks" / "match" /
+                                                     "queries.jsonl"), args.queries))
+        for mode in ("bm25", "dense", "hybrid"):
+            s = open_searcher(tmp / "idx", mode, device="cpu")
+            s.search_hits(queries[:2], 10)  # warm-up
+            times = []
+            for q in queries:
+                t = time.perf_counter()
+                s.search_hits([q], 10)
+                times.append(time.perf_counter() - t)
+            s.close()
+            latency[mode] = {"p50_ms": round(1000 * float(np.percentile(times, 50)), 2),
+                             "p95_ms": round(1000 * float(np.percentile(times, 95)), 2)}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    ours_rate = encode["records"] / encode["seconds"]
+    plain_rate = n / plain_s
+    result = {"benchmark": "retrieval_speed", "records": n,
+              "build": {"seconds": round(build_s, 2), "records_per_second": round(n / build_s, 1),
+                        "encode_records_per_second": round(ours_rate, 1),
+                        "plain_encode_records_per_second": round(plain_rate, 1),
+                        "ratio_to_plain": round(ours_rate / plain_rate, 3),
+                        "whole_build_ratio_to_plain": round((n / build_s) / plain_rate, 3)},
+              "latency": latency, "peak_rss_mib": round(peak_rss_mib(), 1), "machine": machine()}
+    b = result["build"]
+    print(f"machine: {describe(result['machine'])}")
+    print(f"build of {n} records: {b['seconds']} s in all ({b['records_per_second']} records/s)")
+    print(f"encoding in the build: {b['encode_records_per_second']} records/s; plain "
+          f"SentenceTransformer.encode of the same texts: {b['plain_encode_records_per_second']} "
+          f"records/s; ratio {b['ratio_to_plain']} (target >= 0.9); whole build (load + encode "
+          f"+ BM25) / plain encode: {b['whole_build_ratio_to_plain']}")
+    for mode, lat in latency.items():
+        print(f"single-query latency, {mode:<7} p50 {lat['p50_ms']:7.2f} ms  p95 "
+              f"{lat['p95_ms']:7.2f} ms  ({len(queries)} queries, {n} records)")
+    print(f"peak memory: {result['peak_rss_mib']} MiB")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

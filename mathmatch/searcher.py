@@ -1,0 +1,170 @@
+"""Opening an index folder for search, with the checks that keep results honest.
+
+:func:`open_searcher` loads the parts a mode needs and refuses a folder whose parts no longer
+match its store (records added or removed since the vectors were built) or whose vectors were
+made by another encoder than the one asked for; each message says what to do.
+
+Example:
+    >>> searcher = open_searcher(Path("idx"), mode="hybrid")  # doctest: +SKIP
+    >>> searcher.search([("q1", "Solve x^2 = 4")], k=10)  # doctest: +SKIP
+    {'q1': {'rec-17': 0.032, ...}}
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from mathcore.records import RecordError, query_text
+from mathcore.store import Store
+from mathmatch.build import STORE_FILE
+from mathmatch.manifest import ManifestError, read_manifest
+from mathmatch.stages import DENSE_DIR, LEXICAL_DIR
+from retriever.retrievers import (
+    DEFAULT_FUSION,
+    DEFAULT_WEIGHTS,
+    MODES,
+    DenseRetriever,
+    HybridRetriever,
+    LexicalRetriever,
+)
+
+logger = logging.getLogger(__name__)
+
+Run = dict[str, dict[str, float]]
+# The mode measured best on the dev benchmark (see README, "Retrieval quality").
+DEFAULT_MODE = "hybrid"
+_TAG_RE = re.compile(r"<[^>]*>")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved record."""
+
+    doc_id: str
+    score: float
+    rank: int
+
+
+def _check_part(manifest: dict, section: str, store: Store, index_dir: Path) -> dict:
+    part = manifest.get(section)
+    if part is None:
+        raise ManifestError(f"{index_dir} has no {section} index: build it with "
+                            f"`mathmatch index build CORPUS... --out {index_dir}`")
+    if part.get("corpus_checksum") != store.checksum():
+        raise ManifestError(
+            f"{index_dir}: the {section} index ({part.get('count')} records) was built from "
+            f"another state of the store ({store.count()} records now); bring it up to date "
+            f"with `mathmatch index build CORPUS... --out {index_dir}` (it only does the "
+            "difference)")
+    return part
+
+
+def linear_query(qid: str, text: str) -> str:
+    """A query's linear text; a query with refused MathML falls back to its bare text."""
+    try:
+        return query_text(text)
+    except RecordError as exc:
+        logger.warning("query %s: %s; searching its text without the markup", qid, exc)
+        return " ".join(_TAG_RE.sub(" ", text).split())
+
+
+class Searcher:
+    """Search an index folder with one mode; results are record ids with scores."""
+
+    def __init__(self, index_dir: Path, store: Store, retriever: Any, mode: str,
+                 manifest: dict) -> None:
+        self.index_dir, self.store, self.retriever = index_dir, store, retriever
+        self.mode, self.manifest = mode, manifest
+
+    def search_rows(self, texts: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and store row ids for linear query texts."""
+        return self.retriever.search_texts(list(texts), k)
+
+    def search_hits(self, queries: Sequence[tuple[str, str]], k: int) -> list[list[Hit]]:
+        """Hits (record ids, scores, ranks) for ``(query_id, text)`` pairs, in order."""
+        texts = [linear_query(qid, text) for qid, text in queries]
+        scores, rows = self.search_rows(texts, k)
+        ids = self.store.ids_of(sorted({int(r) for r in rows.ravel() if r >= 0}))
+        out = []
+        for srow, rrow in zip(scores, rows, strict=True):
+            live = [(float(s), int(r)) for s, r in zip(srow, rrow, strict=True) if r >= 0]
+            out.append([Hit(ids[r], s, rank) for rank, (s, r) in enumerate(live, 1)])
+        return out
+
+    def search(self, queries: Sequence[tuple[str, str]] | dict[str, str], k: int) -> Run:
+        """A run ``{query_id: {doc_id: score}}`` (the data contract between stages)."""
+        pairs = list(queries.items()) if isinstance(queries, dict) else list(queries)
+        return {qid: {h.doc_id: h.score for h in hits}
+                for (qid, _), hits in zip(pairs, self.search_hits(pairs, k), strict=False)}
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def open_searcher(index_dir: Path, mode: str = DEFAULT_MODE, encoder: str | None = None,
+                  device: str = "auto", batch_size: int = 64, depth: int = 100,
+                  fusion: str = DEFAULT_FUSION, weights: tuple[float, float] = DEFAULT_WEIGHTS,
+                  mmap: bool = True) -> Searcher:
+    """Load what *mode* needs from an index folder, after checking it is consistent.
+
+    Args:
+        index_dir: the index folder.
+        mode: ``dense``, ``bm25`` or ``hybrid``.
+        encoder: a sentence-transformers folder; it must be the encoder the index was built
+            with (default: that encoder, as recorded in the manifest).
+        device: ``auto``, ``cpu`` or ``cuda`` for query encoding and exact search.
+        batch_size: queries per encoder forward pass.
+        depth: candidates per ranking fused by hybrid mode.
+        fusion: how hybrid mode fuses (``zscore``, ``minmax`` or ``rrf``).
+        weights: (dense, bm25) weights of the fusion.
+        mmap: memory-map the vectors instead of reading them into memory.
+
+    Raises:
+        ManifestError: when the folder is not an index, or a part is out of date or was built
+            by another encoder.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    index_dir = Path(index_dir)
+    manifest = read_manifest(index_dir)
+    store = Store(index_dir / STORE_FILE, readonly=True)
+    dense = lexical = None
+    if mode in ("dense", "hybrid"):
+        from index import VectorIndex
+        from retriever.encoder import Encoder, EncoderSpec
+
+        part = _check_part(manifest, "dense", store, index_dir)
+        if encoder is not None:
+            spec = EncoderSpec.resolve(encoder)
+            if spec.checksum != part["encoder_checksum"]:
+                raise ManifestError(
+                    f"{index_dir} was built with encoder {part['encoder']!r}; {spec.name!r} is "
+                    "another model. Leave --encoder out to use the index's own, or build a new "
+                    f"index with `mathmatch index build ... --encoder {spec.name}`")
+        else:
+            encoder = part["encoder"]
+        enc = Encoder(encoder, device=device, batch_size=batch_size)
+        if enc.spec.checksum != part["encoder_checksum"]:
+            raise ManifestError(f"the encoder at {enc.spec.path} changed since {index_dir} was "
+                                "built (its files differ); rebuild the index")
+        vectors = VectorIndex.load(index_dir / DENSE_DIR, mmap=mmap,
+                                   device="cpu" if part["kind"] != "exact" else enc.device)
+        dense = DenseRetriever(vectors, enc)
+    if mode in ("bm25", "hybrid"):
+        from index import LexicalIndex
+
+        _check_part(manifest, "lexical", store, index_dir)
+        lexical = LexicalRetriever(LexicalIndex.load(index_dir / LEXICAL_DIR, mmap=mmap))
+    if mode == "dense":
+        retriever: Any = dense
+    elif mode == "bm25":
+        retriever = lexical
+    else:
+        retriever = HybridRetriever(dense, lexical, depth=depth, fusion=fusion, weights=weights)
+    return Searcher(index_dir, store, retriever, mode, manifest)

@@ -1,0 +1,32 @@
+"""Small real models for tests: the packaged MiniLM, and a tiny BERT encoder built from a config.
+
+Loaded once per session (see the fixtures in conftest.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def tiny_encoder(directory: Path, seed: int = 0) -> Path:
+    """A 2-layer, 32-wide sentence-transformers model with MiniLM's tokenizer (random weights)."""
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from retriever.encoder import default_model_path
+
+    torch.manual_seed(seed)
+    tok = AutoTokenizer.from_pretrained(str(default_model_path()), local_files_only=True)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2,
+                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=256)
+    bert_dir = directory / "bert"
+    BertModel(cfg).save_pretrained(bert_dir)
+    tok.save_pretrained(bert_dir)
+    word = models.Transformer(str(bert_dir), max_seq_length=128)
+    dim = getattr(word, "get_embedding_dimension", None) or word.get_word_embedding_dimension
+    pooling = models.Pooling(dim(), pooling_mode="mean")
+    model = SentenceTransformer(modules=[word, pooling, models.Normalize()], device="cpu")
+    out = directory / "tiny-encoder"
+    model.save(str(out))
+    return out
