@@ -1,0 +1,123 @@
+"""The reproduction matrix: run each condition's commands, check its figures.
+
+    python -m benchmarks.matrix [NAME ...] [--data ../shared/data] [--work build/bench]
+
+A condition (``benchmarks/conditions/*.yaml``) names the commands that produce a results JSON
+on the dev data and the figures expected in it::
+
+    name: match-dev
+    description: ...
+    commands:
+      - mathmatch index build {data}/corpus/gsm8k.jsonl ... --out {work}/dev-index
+      - mathmatch bench {work}/dev-index ... --out {work}/match-dev.json
+    results: {work}/match-dev.json
+    expected:
+      - {figure: systems.dense.metrics.all.mrr@10, value: 0.880, tolerance: 0.01}
+      - {figure: best_records_per_second, min: 5000}
+
+Each figure is **OK** when equal to the expected value at three decimals (or at least ``min``),
+**OKish** when within ``tolerance`` (or within ``tolerance`` of ``min``, as a fraction), and
+**FAIL** otherwise.  ``{data}``, ``{work}`` and ``{python}`` are filled in; ``mathmatch`` runs
+as ``{python} -m mathmatch.cli``.  Index folders under ``{work}`` are kept between runs (a
+build over unchanged sources does nothing), so a second ``make bench`` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CONDITIONS = ROOT / "benchmarks" / "conditions"
+DEFAULT_DATA = ROOT.parent / "shared" / "data"
+
+
+def figure(results: dict, path: str):
+    """``a.b.c`` looked up in nested dicts (keys may contain ``@``)."""
+    node = results
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(path)
+        node = node[part]
+    return node
+
+
+def judge(got: float, exp: dict) -> str:
+    """OK, OKish or FAIL for one figure."""
+    tol = float(exp.get("tolerance", 0.0))
+    if "min" in exp:
+        floor = float(exp["min"])
+        if got >= floor:
+            return "OK"
+        return "OKish" if got >= floor * (1 - tol) else "FAIL"
+    value = float(exp["value"])
+    if round(got, 3) == round(value, 3):
+        return "OK"
+    return "OKish" if abs(got - value) <= tol else "FAIL"
+
+
+def run_condition(cond: dict, data: Path, work: Path, python: str) -> list[tuple]:
+    """Run one condition; rows of (figure, expected, got, verdict)."""
+    fill = {"data": str(data), "work": str(work), "python": python}
+    for cmd in cond["commands"]:
+        argv = shlex.split(cmd.format(**fill))
+        if argv[0] == "mathmatch":
+            argv = [python, "-m", "mathmatch.cli", *argv[1:]]
+        elif argv[0] == "python":
+            argv = [python, *argv[1:]]
+        print(f"  $ {' '.join(argv)}", flush=True)
+        proc = subprocess.run(argv, cwd=ROOT)
+        if proc.returncode != 0:
+            return [("(command)", cmd, f"exit {proc.returncode}", "FAIL")]
+    results = json.loads(Path(cond["results"].format(**fill)).read_text())
+    rows = []
+    for exp in cond["expected"]:
+        try:
+            got = float(figure(results, exp["figure"]))
+        except KeyError:
+            rows.append((exp["figure"], exp.get("value", exp.get("min")), "missing", "FAIL"))
+            continue
+        want = exp["value"] if "value" in exp else f">= {exp['min']}"
+        rows.append((exp["figure"], want, got, judge(got, exp)))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("names", nargs="*", help="conditions to run (default: all)")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--work", type=Path, default=ROOT / "build" / "bench")
+    p.add_argument("--python", default=sys.executable)
+    args = p.parse_args(argv)
+    if not args.data.is_dir():
+        p.error(f"no dev data at {args.data} (give --data)")
+    conds = [yaml.safe_load(f.read_text()) for f in sorted(CONDITIONS.glob("*.yaml"))]
+    if args.names:
+        conds = [c for c in conds if c["name"] in args.names]
+    args.work.mkdir(parents=True, exist_ok=True)
+    summary = []
+    t0 = time.perf_counter()
+    for cond in conds:
+        print(f"== {cond['name']}: {cond['description'].strip()}", flush=True)
+        t = time.perf_counter()
+        rows = run_condition(cond, args.data.resolve(), args.work.resolve(), args.python)
+        for fig, want, got, verdict in rows:
+            shown = f"{got:.4f}" if isinstance(got, float) else got
+            print(f"  {verdict:<6} {fig:<48} expected {want!s:<10} got {shown}")
+            summary.append((cond["name"], verdict))
+        print(f"  ({time.perf_counter() - t:.0f} s)", flush=True)
+    counts = {v: sum(1 for _, x in summary if x == v) for v in ("OK", "OKish", "FAIL")}
+    print(f"== {counts['OK']} OK, {counts['OKish']} OKish, {counts['FAIL']} FAIL "
+          f"in {time.perf_counter() - t0:.0f} s")
+    return 1 if counts["FAIL"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""``mathmatch bench``: recall@k and friends for several systems, compared in one run.
+
+A *system* is an index folder searched in one mode (``bm25``, ``dense``, ``hybrid``), optionally
+followed by a reranker.  Each system matches the same queries; metrics come from ranx
+(:mod:`mathmatch.evaluate`), overall and per corpus ``source`` of the queries' gold records,
+with queries/s.  ``results.json`` holds the figures, the configuration, package versions, the
+machine, date and git revision; ``results.md`` (a table) and ``results.png`` (recall@k curves)
+are written beside it.
+
+Example:
+    >>> run_bench(BenchConfig(index=Path("idx"), queries=Path("q.jsonl"),
+    ...                       qrels=Path("qrels.tsv")))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mathmatch.evaluate import counts, evaluate_groups, evaluate_run, metric_names
+from mathmatch.runs import batched, iter_queries, read_qrels
+
+logger = logging.getLogger(__name__)
+
+CURVE_KS = (1, 2, 3, 5, 10, 20, 30, 50, 100)
+
+
+@dataclass
+class System:
+    """One system to measure: an index folder, a mode, and optionally a reranker."""
+
+    name: str
+    index: Path
+    mode: str = "dense"
+    rerank: Path | None = None
+
+    def __post_init__(self) -> None:
+        self.index = Path(self.index)
+        if self.mode not in ("bm25", "dense", "hybrid"):
+            raise ValueError(f"mode must be bm25, dense or hybrid, got {self.mode!r}")
+
+
+@dataclass
+class BenchConfig:
+    """What ``mathmatch bench`` measures.
+
+    Args:
+        index: the index folder of the main systems.
+        queries: queries file (BEIR, records JSONL or text).
+        qrels: BEIR ``qrels.tsv`` or TREC qrels.
+        modes: modes of *index* to measure (each one a system).
+        ks: cut-offs of recall (MRR and nDCG are at 10).
+        rerank: a reranker checkpoint applied to every mode (``mode+rerank`` systems).
+        rerank_depth: candidates the reranker rescores.
+        extra: more systems, e.g. an index built with a tuned encoder.
+        limit: measure only the first N judged queries (a subset; say so when quoting).
+        device: ``auto``, ``cpu`` or ``cuda``.
+        out: where ``results.json`` goes (``.md`` and ``.png`` beside it).
+    """
+
+    index: Path
+    queries: Path
+    qrels: Path
+    modes: list[str] = field(default_factory=lambda: ["bm25", "dense", "hybrid"])
+    ks: list[int] = field(default_factory=lambda: [1, 10, 100])
+    rerank: Path | None = None
+    rerank_depth: int = 20
+    extra: list[System] = field(default_factory=list)
+    limit: int | None = None
+    device: str = "auto"
+    batch_size: int = 256
+    out: Path = Path("results.json")
+
+    def __post_init__(self) -> None:
+        if not self.ks or any(k < 1 for k in self.ks):
+            raise ValueError(f"k values must be positive, got {self.ks}")
+        for mode in self.modes:
+            System("check", self.index, mode)
+
+    def systems(self) -> list[System]:
+        out = [System(mode, self.index, mode) for mode in self.modes]
+        if self.rerank is not None:
+            out += [System(f"{m}+rerank", self.index, m, self.rerank) for m in self.modes]
+        return out + list(self.extra)
+
+
+def _groups(index: Path, qrels: dict) -> dict[str, str]:
+    """Each query's group: the ``source`` of its (first) relevant record."""
+    from mathcore.store import Store
+    from mathmatch.build import STORE_FILE
+
+    groups = {}
+    with Store(index / STORE_FILE, readonly=True) as store:
+        for qid, docs in qrels.items():
+            for doc, rel in docs.items():
+                if rel > 0:
+                    rec = store.by_id(doc)
+                    groups[qid] = rec.record.source if rec else "(not in the index)"
+                    break
+    return groups
+
+
+def _run_system(system: System, queries: list[tuple[str, str]], depth: int,
+                cfg: BenchConfig) -> tuple[dict, float]:
+    from mathmatch.searcher import open_searcher
+
+    searcher = open_searcher(system.index, mode=system.mode, device=cfg.device)
+    reranker = None
+    if system.rerank is not None:
+        from reranker import load_reranker  # the cross-scorer of #7
+
+        reranker = load_reranker(system.rerank, device=cfg.device)
+    run: dict[str, dict[str, float]] = {}
+    t0 = time.perf_counter()
+    try:
+        for batch in batched(queries, cfg.batch_size):
+            hits = searcher.search_hits(batch, max(depth, cfg.rerank_depth if reranker else 0))
+            for (qid, _), qhits in zip(batch, hits, strict=True):
+                run[qid] = {h.doc_id: h.score for h in qhits}
+            if reranker is not None:
+                run.update(reranker.rerank(dict(batch), {q: run[q] for q, _ in batch},
+                                           searcher.store, depth=cfg.rerank_depth))
+    finally:
+        searcher.close()
+    return run, time.perf_counter() - t0
+
+
+def run_bench(cfg: BenchConfig) -> dict[str, Any]:
+    """Measure every system of *cfg*; write results.json, results.md and results.png."""
+    from benchmarks.machine import describe, machine
+
+    qrels = read_qrels(cfg.qrels)
+    queries = [(q, t) for q, t in iter_queries(cfg.queries) if q in qrels]
+    if not queries:
+        raise ValueError(f"no query of {cfg.queries} has judgements in {cfg.qrels}")
+    if cfg.limit:
+        queries = queries[:cfg.limit]
+    qrels = {q: qrels[q] for q, _ in queries}
+    groups = _groups(cfg.index, qrels)
+    metrics = metric_names(cfg.ks)
+    depth = max(max(cfg.ks), max(CURVE_KS))
+    results: dict[str, Any] = {"systems": {}, "queries": counts(qrels, groups)}
+    for system in cfg.systems():
+        logger.info("bench: %s (%s, %s)", system.name, system.index, system.mode)
+        run, seconds = _run_system(system, queries, depth, cfg)
+        scores = evaluate_groups(qrels, run, metrics, groups)
+        curve = evaluate_run(qrels, run, [f"recall@{k}" for k in CURVE_KS])
+        results["systems"][system.name] = {
+            "index": str(system.index), "mode": system.mode,
+            "rerank": str(system.rerank) if system.rerank else None,
+            "metrics": scores, "recall_curve": curve,
+            "seconds": round(seconds, 3), "queries_per_second": round(len(queries) / seconds, 2),
+        }
+        logger.info("bench: %s  MRR@10 %.4f  R@1 %.4f  (%.1f q/s)", system.name,
+                    scores["all"]["mrr@10"], scores["all"].get("recall@1", float("nan")),
+                    len(queries) / seconds)
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()
+              if k != "extra"}
+    config["extra"] = [{k: str(v) for k, v in asdict(s).items()} for s in cfg.extra]
+    results.update({"config": config, "metrics": metrics, "machine": machine()})
+    cfg.out.parent.mkdir(parents=True, exist_ok=True)
+    cfg.out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    md = cfg.out.with_suffix(".md")
+    md.write_text(markdown_table(results), encoding="utf-8")
+    png = cfg.out.with_suffix(".png")
+    plot_curves(results, png)
+    logger.info("bench: wrote %s, %s, %s (machine: %s)", cfg.out, md, png,
+                describe(results["machine"]))
+    return results
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    """One row per system and query group, one column per metric."""
+    metrics = results["metrics"]
+    head = "| system | queries | " + " | ".join(m.replace("recall", "R").replace("mrr", "MRR")
+                                                .replace("ndcg", "nDCG") for m in metrics)
+    lines = [head + " | q/s |", "|---|---|" + "---|" * (len(metrics) + 1)]
+    for name, sysres in results["systems"].items():
+        for group, scores in sysres["metrics"].items():
+            label = name if group == "all" else f"— {group}"
+            qps = f"{sysres['queries_per_second']:.1f}" if group == "all" else ""
+            n = results["queries"].get(group, "")
+            lines.append(f"| {label} | {n} | " + " | ".join(f"{scores[m]:.3f}" for m in metrics)
+                         + f" | {qps} |")
+    m = results["machine"]
+    lines.append("")
+    lines.append(f"Machine: {m['cpu']}, {m['cores']} cores, {m['gpu'] or 'no GPU'}; "
+                 f"{m['date']}, git {m['git']}.")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(results: dict[str, Any], path: Path) -> None:
+    """Recall@k against k (log scale), one line per system."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    for name, sysres in results["systems"].items():
+        curve = sysres["recall_curve"]
+        ks = [int(k.split("@")[1]) for k in curve]
+        ax.plot(ks, list(curve.values()), marker="o", markersize=3, label=name)
+    ax.set_xscale("log")
+    ax.set_xticks(list(CURVE_KS))
+    ax.set_xticklabels([str(k) for k in CURVE_KS])
+    ax.set_xlabel("k")
+    ax.set_ylabel("recall@k")
+    ax.set_title(f"Recall@k, {results['queries']['all']} queries")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,115 @@
+"""Metrics against hand-computed values, and the bench command on the sample index."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from mathmatch.evaluate import evaluate_groups, evaluate_run
+
+QRELS = {
+    "q1": {"d1": 1, "d2": 1},
+    "q2": {"d3": 1},
+    "q3": {"d9": 0},  # no relevant document: cannot be scored, left out of the mean
+    "q4": {"d5": 1},  # never retrieved: scores 0
+}
+RUN = {
+    "q1": {"d4": 0.9, "d1": 0.8, "d5": 0.7, "d2": 0.6},  # k = 10 beyond a 4-hit list
+    "q2": {"d7": 1.0, "d3": 1.0},  # a tie: the returned order (d7 first) is what counts
+    "q3": {"d9": 1.0},
+    "q5": {"d1": 1.0},  # not judged: ignored
+}
+METRICS = ["recall@1", "recall@2", "recall@10", "mrr@10", "ndcg@10"]
+
+
+def _dcg(ranks):
+    return sum(1 / math.log2(r + 1) for r in ranks)
+
+
+def test_metrics_equal_hand_computed_values():
+    ndcg_q1 = _dcg([2, 4]) / _dcg([1, 2])
+    ndcg_q2 = _dcg([2]) / _dcg([1])
+    expected = {
+        "recall@1": 0.0,
+        "recall@2": (0.5 + 1 + 0) / 3,
+        "recall@10": (1 + 1 + 0) / 3,
+        "mrr@10": (1 / 2 + 1 / 2 + 0) / 3,
+        "ndcg@10": (ndcg_q1 + ndcg_q2 + 0) / 3,
+    }
+    got = evaluate_run(QRELS, RUN, METRICS)
+    assert got == pytest.approx(expected, abs=1e-6)
+
+
+def test_ties_keep_the_returned_order():
+    swapped = {**RUN, "q2": {"d3": 1.0, "d7": 1.0}}
+    assert evaluate_run({"q2": {"d3": 1}}, swapped, ["mrr@10"])["mrr@10"] == 1.0
+    assert evaluate_run({"q2": {"d3": 1}}, RUN, ["mrr@10"])["mrr@10"] == 0.5
+
+
+def test_groups_split_the_queries():
+    groups = {"q1": "a", "q2": "b", "q4": "b"}
+    got = evaluate_groups(QRELS, RUN, ["mrr@10"], groups)
+    assert got["a"]["mrr@10"] == pytest.approx(0.5)
+    assert got["b"]["mrr@10"] == pytest.approx(0.25)
+    assert got["all"]["mrr@10"] == pytest.approx(1 / 3)
+
+
+def test_qrels_without_relevant_documents_are_an_error():
+    with pytest.raises(ValueError, match="no relevant"):
+        evaluate_run({"q3": {"d9": 0}}, RUN, ["mrr@10"])
+
+
+def test_bench_compares_systems_and_writes_reports(sample_index, sample_dir, tmp_path, run_cli):
+    out = tmp_path / "results.json"
+    code = run_cli(["-q", "bench", sample_index, "--queries", sample_dir / "queries.jsonl",
+                    "--qrels", sample_dir / "qrels.tsv", "--mode", "bm25,dense",
+                    "--out", out, "--device", "cpu"])
+    assert code == 0
+    res = json.loads(out.read_text())
+    assert set(res["systems"]) == {"bm25", "dense"}
+    dense = res["systems"]["dense"]
+    assert set(dense["metrics"]) == {"all", "gsm8k", "math"}
+    assert res["queries"]["all"] == 40
+    assert dense["metrics"]["all"]["recall@100"] >= dense["metrics"]["all"]["recall@10"] \
+        >= dense["metrics"]["all"]["recall@1"]
+    assert dense["metrics"]["all"]["mrr@10"] > 0.8
+    assert res["machine"]["cores"] and res["machine"]["date"]
+    assert res["config"]["modes"] == ["bm25", "dense"]
+    assert "| dense |" in out.with_suffix(".md").read_text()
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_duplicate_scores_hand_computed():
+    from mathmatch.evaluate import duplicate_scores
+
+    labels = {"a": 1, "b": 0, "c": 1, "d": 0}
+    scores = {"a": 0.9, "b": 0.8, "c": 0.3, "d": 0.1}
+    got = duplicate_scores(labels, scores, threshold=0.5)
+    # Ranking a, b, c, d: precision at the duplicates' ranks is 1/1 and 2/3.
+    assert got["average_precision"] == pytest.approx((1 + 2 / 3) / 2, abs=1e-6)
+    assert (got["precision"], got["recall"]) == (0.5, 0.5)
+    assert got["f1"] == pytest.approx(0.5)
+    assert got["chance_average_precision"] == 0.5
+
+
+def test_choice_accuracy_counts_missing_items_wrong():
+    from mathmatch.evaluate import choice_accuracy
+
+    got = choice_accuracy({"i1": 0, "i2": 3, "i3": 1}, {"i1": 0, "i2": 2})
+    assert got == {"accuracy": round(1 / 3, 6), "items": 3, "right": 1}
+
+
+@pytest.mark.parametrize("got, exp, verdict", [
+    (0.8801, {"value": 0.880, "tolerance": 0.01}, "OK"),
+    (0.874, {"value": 0.880, "tolerance": 0.01}, "OKish"),
+    (0.85, {"value": 0.880, "tolerance": 0.01}, "FAIL"),
+    (5200, {"min": 5000, "tolerance": 0.2}, "OK"),
+    (4100, {"min": 5000, "tolerance": 0.2}, "OKish"),
+    (3000, {"min": 5000, "tolerance": 0.2}, "FAIL"),
+])
+def test_matrix_verdicts(got, exp, verdict):
+    from benchmarks.matrix import judge
+
+    assert judge(got, exp) == verdict
