@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {"benchmark": "load_rate", "corpora": [str(c) for c in corpora],
               "workers": LoadConfig(corpora, Path("."), workers=args.workers).workers,
               "runs": runs, "best_records_per_second": best["records_per_second"],
-              "target_records_per_second": TARGET, "meets_target": best["records_per_second"] >= TARGET,
+              "target_records_per_second": TARGET,
+              "meets_target": best["records_per_second"] >= TARGET,
               "single_process_split": split, "peak_rss_mib": round(peak_rss_mib(), 1),
               "machine": machine()}
     print(f"machine: {describe(result['machine'])}")

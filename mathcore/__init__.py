@@ -2,9 +2,16 @@
 
 from mathcore.linear import to_linear
 from mathcore.loaders import CorpusError, detect_format, iter_corpus, iter_source, read_mathml_file
-from mathcore.mathml import DEFAULT_LIMITS, Limits, MathMLError, iter_formulas, parse_math, split_math
+from mathcore.mathml import (
+    DEFAULT_LIMITS,
+    Limits,
+    MathMLError,
+    iter_formulas,
+    parse_math,
+    split_math,
+)
 from mathcore.records import Derived, Record, RecordError, Reject, derive, query_text
-from mathcore.store import Store, StoreError, StoredRecord
+from mathcore.store import Store, StoredRecord, StoreError
 from mathcore.tokens import analyze
 
 __all__ = [

@@ -34,8 +34,9 @@ OPERATOR_TEXT = {
     "\u200b": "",
 }
 # Operators written with a space on each side when they join two operands.
-_SPACED = set("+-=<>\u00b1\u2213\u00d7\u00b7\u22c5\u2219\u00f7\u2264\u2265\u2260\u2248\u2261\u2245\u223c"
-              "\u2192\u21d2\u21d4\u2190\u27f9\u2208\u2209\u2282\u2286\u222a\u2229\u2227\u2228\u2223\u2218*")
+_SPACED = set("+-=<>\u00b1\u2213\u00d7\u00b7\u22c5\u2219\u00f7\u2264\u2265\u2260\u2248\u2261"
+              "\u2245\u223c\u2192\u21d2\u21d4\u2190\u27f9\u2208\u2209\u2282\u2286\u222a"
+              "\u2229\u2227\u2228\u2223\u2218*")
 _OPEN = set("([{\u27e8\u2308\u230a")
 _CLOSE = set(")]}\u27e9\u2309\u230b")
 _ACCENTS = {

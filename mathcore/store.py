@@ -133,7 +133,7 @@ class Store:
     def close(self) -> None:
         self._db.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -168,7 +168,8 @@ class Store:
         self._set_state("checksum", str(total))
 
     # --- writing ---------------------------------------------------------------------------
-    def insert(self, items: Sequence[tuple[Record, Derived]], replace: bool = False) -> list[Reject]:
+    def insert(self, items: Sequence[tuple[Record, Derived]],
+               replace: bool = False) -> list[Reject]:
         """Insert records with their derived forms; see :meth:`insert_rows`."""
         return self.insert_rows([record_row(rec, der) for rec, der in items], replace)
 
@@ -216,7 +217,8 @@ class Store:
         """Delete records by id (inside the caller's transaction); returns their rowids."""
         rowids, digests = [], []
         for rid in ids:
-            row = self._db.execute("SELECT rowid, digest FROM records WHERE id=?", (rid,)).fetchone()
+            row = self._db.execute("SELECT rowid, digest FROM records WHERE id=?",
+                                   (rid,)).fetchone()
             if row is not None:
                 self._db.execute("DELETE FROM records WHERE rowid=?", (row[0],))
                 rowids.append(row[0])
@@ -228,12 +230,12 @@ class Store:
     def source(self, path: str) -> dict | None:
         row = self._db.execute("SELECT path, sha256, size, format, position, records, rejects, "
                                "done, seconds FROM sources WHERE path=?", (path,)).fetchone()
-        return dict(zip(_SOURCE_COLS, row)) if row else None
+        return dict(zip(_SOURCE_COLS, row, strict=False)) if row else None
 
     def sources(self) -> list[dict]:
         rows = self._db.execute("SELECT path, sha256, size, format, position, records, rejects, "
                                 "done, seconds FROM sources ORDER BY rowid").fetchall()
-        return [dict(zip(_SOURCE_COLS, r)) for r in rows]
+        return [dict(zip(_SOURCE_COLS, r, strict=False)) for r in rows]
 
     def start_source(self, path: str, sha256: str, size: int, fmt: str) -> None:
         self._db.execute("INSERT OR IGNORE INTO sources (path, sha256, size, format) "
