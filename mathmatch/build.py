@@ -133,6 +133,13 @@ def _processed_batches(path: Path, cfg: LoadConfig, start: int,
         yield pos, fut.result()
 
 
+def _mp_context():
+    """Fork where the platform has it (workers start at once, nothing to re-import); spawn
+    elsewhere.  Loading runs before any model is created, so no thread is forked with it."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
 def load_corpora(cfg: LoadConfig) -> LoadReport:
     """Load corpora into ``cfg.out/records.sqlite``, resuming an interrupted load.
 
@@ -146,7 +153,7 @@ def load_corpora(cfg: LoadConfig) -> LoadReport:
     cfg.out.mkdir(parents=True, exist_ok=True)
     pool = None
     if cfg.workers:
-        pool = ProcessPoolExecutor(cfg.workers, mp_context=multiprocessing.get_context("spawn"))
+        pool = ProcessPoolExecutor(cfg.workers, mp_context=_mp_context())
     bar = tqdm(unit="rec", desc="loading", disable=not cfg.progress, smoothing=0.1)
     try:
         with Store(cfg.out / STORE_FILE) as store:

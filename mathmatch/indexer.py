@@ -83,13 +83,10 @@ class IndexConfig:
             raise ValueError(f"approximate must be hnsw or ivf, got {self.approximate!r}")
 
 
-def _encoder_for(cfg: IndexConfig, manifest: dict):
-    from retriever.encoder import Encoder
-
-    name = cfg.encoder
-    if name is None and "dense" in manifest:
-        name = manifest["dense"]["encoder"]
-    return Encoder(name, device=cfg.device, batch_size=cfg.batch_size)
+def _encoder_name(cfg: IndexConfig, manifest: dict) -> str | None:
+    if cfg.encoder is None and "dense" in manifest:
+        return manifest["dense"]["encoder"]
+    return cfg.encoder
 
 
 def refresh_parts(index_dir: Path, manifest: dict, *, encoder=None, kind: str = "exact",
@@ -108,16 +105,23 @@ def refresh_parts(index_dir: Path, manifest: dict, *, encoder=None, kind: str = 
 
 def build_index(cfg: IndexConfig) -> tuple[LoadReport, dict]:
     """Load corpora into the store, then encode and index what is new (resumable)."""
+    from retriever.encoder import Encoder, EncoderSpec
+
     existing = load_or_new(cfg.load.out)
-    encoder = _encoder_for(cfg, existing) if cfg.vectors else None
-    if encoder is not None and "dense" in existing and \
-            existing["dense"]["encoder_checksum"] != encoder.spec.checksum:
+    name = _encoder_name(cfg, existing)
+    # Checked before loading (a wrong encoder fails at once); the model itself is created
+    # after loading, whose worker processes are forked before torch is imported.
+    spec = EncoderSpec.resolve(name) if cfg.vectors else None
+    if spec is not None and "dense" in existing and \
+            existing["dense"]["encoder_checksum"] != spec.checksum:
         from mathmatch.stages import StageError
 
         raise StageError(f"{cfg.load.out} holds vectors of encoder "
-                         f"{existing['dense']['encoder']!r}, not {encoder.spec.name!r}: build "
+                         f"{existing['dense']['encoder']!r}, not {spec.name!r}: build "
                          "into a new folder")
     report, manifest = build_store(cfg.load)
+    encoder = Encoder(spec, device=cfg.device, batch_size=cfg.batch_size) if cfg.vectors \
+        else None
     manifest = refresh_parts(cfg.load.out, manifest, encoder=encoder,
                              kind=cfg.approximate or "exact", vectors=cfg.vectors,
                              chunk_rows=cfg.chunk_rows, progress=cfg.load.progress)

