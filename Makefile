@@ -28,6 +28,13 @@ demo: setup
 	rm -rf $(DEMO)
 	$(PY) -m mathmatch.cli index build data/sample/records.jsonl data/sample/mathml --out $(DEMO)
 	$(PY) -m mathmatch.cli index info $(DEMO)
+	@echo "== match: three questions, top 3 answers each (hybrid: dense + BM25)"
+	$(PY) -m mathmatch.cli match $(DEMO) --queries data/sample/demo_questions.txt --k 3 \
+		--out $(DEMO)/demo_matches.jsonl
+	$(PY) -c "import json; [print(r['query_id'], [(h['doc_id'], round(h['score'], 3)) for h in r['hits']]) for r in map(json.loads, open('$(DEMO)/demo_matches.jsonl'))]"
+	@echo "== recall on the sample's 40 judged questions"
+	$(PY) -m mathmatch.cli bench $(DEMO) --queries data/sample/queries.jsonl \
+		--qrels data/sample/qrels.tsv --out $(DEMO)/bench/results.json
 
 test: setup
 	$(PY) -m pytest -q
@@ -35,8 +42,9 @@ test: setup
 test-all: setup
 	$(PY) -m pytest -q -m "not gpu"
 
+# The reproduction matrix on the dev data (../shared/data): OK / OKish / FAIL per figure.
 bench: setup
-	$(PY) -m benchmarks.load_rate
+	$(PY) -m benchmarks.matrix
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -347,8 +347,37 @@ def main(argv: list[str] | None = None) -> dict:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-        print(f"\nsaved {args.out}")
+        plot_times(result, args.out.with_suffix(".png"))
+        print(f"\nsaved {args.out} and {args.out.with_suffix('.png')}")
     return result
+
+
+def plot_times(result: dict[str, Any], path: Path) -> None:
+    """Search time of each method against corpus size (log-log)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series: dict[str, list[tuple[int, float]]] = {}
+    for size in result["sizes"]:
+        for m in size["methods"]:
+            if m.get("search_s"):
+                series.setdefault(m["method"], []).append((size["size"], m["search_s"]))
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    for name, points in series.items():
+        xs, ys = zip(*points, strict=True)
+        ax.plot(xs, ys, marker="o", markersize=3, label=name)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("vectors in the index")
+    ax.set_ylabel(f"seconds for {result['settings']['queries']} queries")
+    ax.set_title("Batch search time against corpus size")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
