@@ -118,12 +118,16 @@ def cmd_match(args: argparse.Namespace) -> int:
     weights = (1.0, 1.0) if args.fusion == "rrf" else (0.7, 0.3)
     searcher = open_searcher(args.dir, mode=args.mode, encoder=args.encoder, device=args.device,
                              depth=args.depth, fusion=args.fusion, weights=weights)
+    tiebreak = _tiebreaker(args) if args.symbolic else None
     out = sys.stdout if str(args.out) == "-" else open(args.out, "w", encoding="utf-8")
     n = 0
     try:
         bar = tqdm(unit="q", desc="matching", disable=not _progress(args))
         for batch in batched(iter_queries(args.queries), args.batch_size):
-            for (qid, _), hits in zip(batch, searcher.search_hits(batch, args.k), strict=False):
+            found = searcher.search_hits(batch, args.k)
+            if tiebreak is not None:
+                found = _break_ties(tiebreak, batch, found, searcher.store)
+            for (qid, _), hits in zip(batch, found, strict=False):
                 write_hits(out, qid, hits, args.format, tag=f"mathmatch-{args.mode}")
             out.flush()
             n += len(batch)
@@ -133,8 +137,83 @@ def cmd_match(args: argparse.Namespace) -> int:
         if out is not sys.stdout:
             out.close()
         searcher.close()
+        if tiebreak is not None:
+            from mathcore.symbolic import close_default_pool
+
+            close_default_pool()  # no worker outlives the command (main may run in-process)
+            if tiebreak.finder is not None:
+                tiebreak.finder.questions.close()
     logger.info("matched %d queries (%s, k=%d)%s", n, args.mode, args.k,
                 "" if str(args.out) == "-" else f" into {args.out}")
+    return 0
+
+
+def _tiebreaker(args: argparse.Namespace):
+    from mathmatch.finder import DuplicateFinder
+    from mathmatch.questions import QuestionIndex
+    from reranker.tiebreak import DEFAULT_MARGINS, TieBreaker
+
+    margin = DEFAULT_MARGINS.get(args.mode, 0.0) if args.margin is None else args.margin
+    finder = None if args.no_duplicates else DuplicateFinder(
+        QuestionIndex.open(args.dir, device=args.device, progress=_progress(args)))
+    return TieBreaker(margin=margin, timeout=args.symbolic_timeout, finder=finder)
+
+
+def _break_ties(tiebreak, batch, found, store):
+    """Hits of a batch after the tie-break (same hits, near-ties reordered)."""
+    from mathmatch.searcher import Hit
+
+    run = {qid: {h.doc_id: h.score for h in hits}
+           for (qid, _), hits in zip(batch, found, strict=False)}
+    run = tiebreak.rerank(dict(batch), run, store)
+    return [[Hit(doc, score, rank) for rank, (doc, score) in enumerate(run[qid].items(), 1)]
+            for qid, _ in batch]
+
+
+def cmd_choose(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from mathmatch.choose import ChooseConfig, run_choose
+
+    cfg = ChooseConfig(items=args.items, index=args.index, timeout=args.timeout,
+                       duplicates=args.duplicates, device=args.device)
+    out = sys.stdout if str(args.out) == "-" else open(args.out, "w", encoding="utf-8")
+    try:
+        with tqdm(unit="item", desc="choosing", disable=not _progress(args)) as bar:
+            result = run_choose(cfg, out, progress=bar.update)
+    finally:
+        from mathcore.symbolic import close_default_pool
+
+        close_default_pool()  # no worker outlives the command (main may run in-process)
+        if out is not sys.stdout:
+            out.close()
+    if "accuracy" in result:
+        print(f"accuracy {result['accuracy']:.4f} ({result['right']} of {result['items']} "
+              "items with a correct answer)", file=sys.stderr if out is sys.stdout else
+              sys.stdout)
+    logger.info("chose for %d items%s", result["chosen"],
+                "" if str(args.out) == "-" else f" into {args.out}")
+    return 0
+
+
+def cmd_dedup(args: argparse.Namespace) -> int:
+    from mathmatch.finder import DedupConfig, run_dedup
+
+    kwargs = {} if args.threshold is None else {"threshold": args.threshold}
+    cfg = DedupConfig(index=args.dir, queries=args.queries, k=args.k,
+                      min_cosine=args.min_cosine, device=args.device, **kwargs)
+    out = sys.stdout if str(args.out) == "-" else open(args.out, "w", encoding="utf-8")
+    try:
+        result = run_dedup(cfg, out, progress=_progress(args))
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    if "groups" in result:
+        logger.info("%d duplicate groups holding %d records", result["groups"],
+                    result["records"])
+    else:
+        logger.info("%d questions checked, %d duplicate candidates", result["questions"],
+                    result["duplicates"])
     return 0
 
 
@@ -335,7 +414,60 @@ def build_parser() -> argparse.ArgumentParser:
     match.add_argument("--fusion", choices=("zscore", "minmax", "rrf"), default="zscore",
                        help="hybrid fusion: z-scored (default) or min-max scores weighted "
                             "0.7 dense / 0.3 BM25, or reciprocal rank fusion")
+    match.add_argument("--symbolic", action="store_true",
+                       help="break near-ties of the ranking by symbolic evidence about the "
+                            "candidates' final answers (see README, 'Symbolic checks')")
+    match.add_argument("--margin", type=float, default=None, metavar="M",
+                       help="scores within M of a near-tie group's head are tied (default: "
+                            "chosen per mode on dev data)")
+    match.add_argument("--symbolic-timeout", type=float, default=2.0, metavar="S",
+                       help="seconds per symbolic call (default: 2)")
+    match.add_argument("--no-duplicates", action="store_true",
+                       help="with --symbolic: skip the agreement with the answers of the "
+                            "query's duplicates (no question vectors needed)")
     match.set_defaults(handler=cmd_match)
+
+    choose = sub.add_parser(
+        "choose", help="answer multiple-choice items by checking the options", parents=[common],
+        description="For each item {id, question, options: [...], correct?} (JSONL; options "
+                    "MathML or text), score every option -- symbolic verification, then "
+                    "agreement with the answers of duplicate questions in --index, then "
+                    "embedding similarity -- and write {id, choice, scores}. Prints the "
+                    "accuracy when items carry 'correct'.")
+    choose.add_argument("--items", type=Path, required=True, metavar="FILE", help="items JSONL")
+    choose.add_argument("--index", type=Path, default=None, metavar="DIR",
+                        help="an index folder whose duplicate questions lend their answers")
+    choose.add_argument("--out", default="-", metavar="FILE",
+                        help="output JSONL ('-', the default, writes to standard output)")
+    choose.add_argument("--timeout", type=float, default=5.0, metavar="S",
+                        help="seconds per symbolic call (default: 5)")
+    choose.add_argument("--duplicates", type=int, default=5, metavar="N",
+                        help="duplicate candidates looked at per item (default: 5)")
+    _add_device(choose)
+    choose.set_defaults(handler=cmd_choose)
+
+    dedup = sub.add_parser(
+        "dedup", help="find duplicate problems", parents=[common],
+        description="With --queries: for each question, the records of the index that may "
+                    "duplicate it, each with a score and a verdict. Without: duplicate groups "
+                    "mined within the index (each question against its k nearest). Duplicates "
+                    "ask the same thing with the same givens: other numbers make another "
+                    "problem. Rows: {query_id, candidates: [{doc_id, score, duplicate}]}.")
+    dedup.add_argument("dir", type=Path, metavar="DIR", help="index folder")
+    dedup.add_argument("--queries", type=Path, default=None, metavar="FILE",
+                       help="questions to check (as for match); default: mine the index")
+    dedup.add_argument("--threshold", type=float, default=None, metavar="T",
+                       help="duplicate score from which a pair is a duplicate (default: "
+                            "chosen on dev pairs)")
+    dedup.add_argument("--k", type=int, default=10,
+                       help="candidates per question (default: 10)")
+    dedup.add_argument("--min-cosine", type=float, default=0.6, metavar="C",
+                       help="mining: neighbours less similar than C are not scored "
+                            "(default: 0.6)")
+    dedup.add_argument("--out", default="-", metavar="FILE",
+                       help="output JSONL ('-', the default, writes to standard output)")
+    _add_device(dedup)
+    dedup.set_defaults(handler=cmd_dedup)
 
     bench = sub.add_parser(
         "bench", help="measure recall@k, MRR and nDCG of several systems", parents=[common],

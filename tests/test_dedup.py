@@ -1,0 +1,129 @@
+"""Duplicate detection: quantity extraction, pair verdicts, question vectors, the CLI."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction as F
+
+import pytest
+
+from mathmatch.dedup import DEFAULT_THRESHOLD, FEATURES, Side, duplicate_score, pair_features
+from mathmatch.quantities import extract, formulas_of
+
+
+@pytest.mark.parametrize(("text", "values"), [
+    ("Three of the women wear 4 inch heels.", [3, 4]),
+    ("He paid $1,360.50 for 10,000 minutes.", [F("1360.5"), 10000]),
+    ("She spends 25% of it, then half of the rest.", [F(1, 4), F(1, 2)]),
+    ("A quarter of a cup, one-third of a box, two-thirds of 12.", [F(1, 4), F(1, 3),
+                                                                  F(2, 3), 12]),
+    ("twenty-five apples and two hundred pears", [25, 200]),
+    ("twice as many, triple the amount, a dozen eggs", [2, 3, 12]),
+    ("the ratio 7:13 and 1/4 more", [7, 13, F(1, 4)]),
+    ("It costs 0.5 dollars or .25 dollars, and -7 degrees.", [F(1, 2), F(1, 4), -7]),
+    ("He walks for an hour on the third day.", []),  # 1 is left out; ordinals are not givens
+    ("three quarters of 40", [F(3, 4), 40]),
+])
+def test_quantity_extraction(text, values):
+    assert sorted(extract(text).values.elements()) == sorted(F(v) for v in values)
+
+
+def test_number_forms_are_recorded():
+    forms = [q.form for q in extract("4 and 4.5 and 1/2 and 50% and five").quantities]
+    assert forms == ["digits", "decimal", "fraction", "percent", "word"]
+
+
+def test_formulas_of_inline_mathml():
+    q = ('Compute <math xmlns="http://www.w3.org/1998/Math/MathML"><mfrac><mn>1</mn>'
+         '<mn>2</mn></mfrac></math> now.')
+    assert len(formulas_of(q)) == 1
+    assert formulas_of("no math here") == []
+
+
+SEED = ("John is a carpenter. For his friend Ali, he manufactured 4 wooden tables for $20 each "
+        "and 2 roof frames for $10 each. How much does Ali have to pay John?")
+PAIRS = [
+    ("paraphrase", True,
+     "John works as a carpenter and recently completed a job for his friend Ali. The job "
+     "involved crafting 4 tables, each priced at $20, and 2 roof frames, each costing $10. "
+     "What is the total amount Ali needs to settle with John?", 0.85),
+    ("distraction", True,
+     "John is a carpenter who also enjoys painting. For his friend Ali, he manufactured 4 "
+     "wooden tables for $20 each and 2 roof frames for $10 each. He also painted a landscape "
+     "worth $15, but he did not charge Ali for it. How much does Ali have to pay John?", 0.95),
+    ("substitution", False,
+     "John is a carpenter. For his friend Ali, he manufactured 3 wooden tables for $30 each "
+     "and 5 roof frames for $15 each. How much does Ali have to pay John?", 0.97),
+    ("decimal", False,
+     "John is a carpenter. For his friend Ali, he manufactured 4 wooden tables for $20.5 each "
+     "and 2 roof frames for $10.5 each. How much does Ali have to pay John?", 0.98),
+    ("unstated given", False,
+     "John is a carpenter. For his friend Ali, he manufactured several wooden tables for $20 "
+     "each and 2 roof frames for $10 each. How much does Ali have to pay John?", 0.98),
+]
+
+
+@pytest.mark.parametrize(("kind", "duplicate", "variant", "cosine"), PAIRS,
+                         ids=[p[0] for p in PAIRS])
+def test_duplicate_verdicts_on_handmade_pairs(kind, duplicate, variant, cosine):
+    score = duplicate_score(SEED, variant, cosine)
+    assert (score >= DEFAULT_THRESHOLD) is duplicate, (kind, score)
+
+
+def test_pair_features_are_symmetric():
+    a, b = Side.of(SEED), Side.of(PAIRS[1][2])
+    assert list(pair_features(a, b)) == list(pair_features(b, a))
+    assert len(pair_features(a, b)) == len(FEATURES)
+
+
+def test_dedup_queries_and_mining(sample_index, tmp_path, run_cli):
+    import shutil
+
+    idx = tmp_path / "idx"
+    shutil.copytree(sample_index, idx)
+    queries = tmp_path / "q.jsonl"
+    from mathcore.store import Store
+
+    with Store(idx / "records.sqlite", readonly=True) as store:
+        rec = store.get(store.rowids()[:1])[0]
+    seed = rec.record.question
+    other = seed
+    for old in ("1", "2", "3", "4", "5", "6", "7", "8", "9"):
+        if old in seed:
+            other = seed.replace(old, str(int(old) + 1) if old != "9" else "11")
+            break
+    queries.write_text(json.dumps({"id": "same", "question": seed}) + "\n"
+                       + json.dumps({"id": "changed", "question": other}) + "\n")
+    out = tmp_path / "dups.jsonl"
+    assert run_cli(["-q", "dedup", idx, "--queries", queries, "--k", "3", "--out", out,
+                    "--device", "cpu"]) == 0
+    rows = {r["query_id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert set(rows) == {"same", "changed"}
+    top = rows["same"]["candidates"][0]
+    assert top["doc_id"] == rec.record.id and top["duplicate"] is True
+    assert set(top) == {"doc_id", "score", "duplicate"}
+    if other != seed:
+        assert all(not (c["doc_id"] == rec.record.id and c["duplicate"])
+                   for c in rows["changed"]["candidates"])
+    manifest = json.loads((idx / "manifest.json").read_text())
+    assert manifest["questions"]["count"] > 0  # built on first use, recorded
+    mined = tmp_path / "groups.jsonl"
+    assert run_cli(["-q", "dedup", idx, "--out", mined, "--device", "cpu"]) == 0
+    for row in map(json.loads, mined.read_text().splitlines()):
+        assert row["candidates"] and all(c["duplicate"] for c in row["candidates"])
+
+
+def test_finder_excludes_ids(sample_index):
+    from mathmatch.finder import DuplicateFinder
+    from mathmatch.questions import QuestionIndex
+
+    finder = DuplicateFinder(QuestionIndex.open(sample_index, device="cpu"))
+    try:
+        rec = finder.store.get(finder.store.rowids()[:1])[0]
+        found = finder.find([(rec.record.id, rec.record.question)], k=3)[0]
+        assert found[0].doc_id == rec.record.id
+        kept = finder.find([(rec.record.id, rec.record.question)], k=3,
+                           exclude={rec.record.id: {rec.record.id}})[0]
+        assert rec.record.id not in {c.doc_id for c in kept} and len(kept) == 3
+    finally:
+        finder.questions.close()
