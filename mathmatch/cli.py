@@ -289,6 +289,17 @@ def cmd_index_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_load_options(p: argparse.ArgumentParser) -> None:
+    """Options of every command that loads corpora (index build, index add)."""
+    p.add_argument("--replace", action="store_true",
+                   help="a record whose id is already in the index replaces it "
+                        "(default: it is rejected as a duplicate)")
+    p.add_argument("--strict", action="store_true",
+                   help="exit with status 1 if any record is rejected")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="parsing processes (default: CPU count, at most 4; 0: none)")
+
+
 def _add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto: CUDA when available, else CPU (default: auto)")
@@ -331,13 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("corpus", nargs="+", type=Path, metavar="CORPUS",
                        help="corpus file or folder")
     build.add_argument("--out", type=Path, required=True, metavar="DIR", help="index folder")
-    build.add_argument("--replace", action="store_true",
-                       help="a record whose id is already in the index replaces it "
-                            "(default: it is rejected as a duplicate)")
-    build.add_argument("--strict", action="store_true",
-                       help="exit with status 1 if any record is rejected")
-    build.add_argument("--workers", type=int, default=None, metavar="N",
-                       help="parsing processes (default: CPU count, at most 4; 0: none)")
+    _add_load_options(build)
     build.add_argument("--encoder", default=None, metavar="PATH",
                        help="sentence-transformers model folder (default: the packaged "
                             "all-MiniLM-L6-v2, or the encoder the index was built with)")
@@ -361,12 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "with the index's own encoder and BM25 is rebuilt.")
     add.add_argument("dir", type=Path, metavar="DIR", help="index folder")
     add.add_argument("corpus", nargs="+", type=Path, metavar="CORPUS", help="corpus file or folder")
-    add.add_argument("--replace", action="store_true",
-                     help="records whose id is already in the index replace the old ones")
-    add.add_argument("--strict", action="store_true",
-                     help="exit with status 1 if any record is rejected")
-    add.add_argument("--workers", type=int, default=None, metavar="N",
-                     help="parsing processes (default: CPU count, at most 4; 0: none)")
+    _add_load_options(add)
     _add_device(add)
     add.add_argument("--batch-size", type=int, default=64, metavar="N",
                      help="texts per encoder forward pass (default: 64)")
