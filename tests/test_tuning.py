@@ -1,0 +1,242 @@
+"""Contrastive tuning of the embedder (``mathmatch tune embedder``) on the bundled sample.
+
+The base model is the tiny 2-layer encoder built from a config, so a few training steps take
+seconds; the data are the sample's real records and its real qrels.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tuning.data import Exclusions, TrainRecord, load_pairs
+from tuning.embedder import CHECKPOINTS, PAIRS_FILE, TuneConfig, TuneError, tune_embedder
+from tuning.negatives import mine_hard_negatives
+
+
+def _config(sample_dir: Path, base: Path, out: Path, **kw) -> TuneConfig:
+    settings = dict(corpora=[sample_dir / "records.jsonl"], out=out, base=str(base),
+                    exclude_qrels=[sample_dir / "qrels.tsv"], batch_size=8, max_steps=6,
+                    eval_steps=3, val_size=20, val_distractors=60, learning_rate=1e-3,
+                    device="cpu", seed=0)
+    settings.update(kw)
+    return TuneConfig(**settings)
+
+
+def _excluded(sample_dir: Path) -> tuple[set[str], set[str]]:
+    """Ids named by the sample's qrels, and its query texts as linear text."""
+    from mathcore.records import query_text
+    from mathmatch.runs import iter_queries, read_qrels
+
+    qrels = read_qrels(sample_dir / "qrels.tsv")
+    ids = set(qrels) | {d for docs in qrels.values() for d in docs}
+    texts = {" ".join(query_text(t).lower().split())
+             for qid, t in iter_queries(sample_dir / "queries.jsonl") if qid in qrels}
+    return ids, texts
+
+
+# --- exclusion ----------------------------------------------------------------------------------
+
+
+def test_excluded_ids_never_reach_training_pairs_negatives_or_validation(
+        sample_dir, tiny_encoder_path, tmp_path):
+    ids, texts = _excluded(sample_dir)
+    assert len(ids) >= 40 and len(texts) == 40
+    cfg = _config(sample_dir, tiny_encoder_path, tmp_path / "m", keep_checkpoints=True,
+                  hard_negatives=1, max_steps=2, margin=0.0)
+    report = tune_embedder(cfg)
+    rows = [json.loads(line) for line in (cfg.out / CHECKPOINTS / PAIRS_FILE).open()]
+    assert len(rows) == report.data["train_pairs"] > 200
+    used = {r["id"] for r in rows} | {n for r in rows for n in r["negative_ids"]}
+    assert not used & ids
+    assert not {" ".join(r["anchor"].lower().split()) for r in rows} & texts
+    assert all(len(r["negative_ids"]) == 1 and r["negative_ids"][0] != r["id"] for r in rows)
+    pairs = load_pairs(cfg.corpora, Exclusions.from_qrels(cfg.exclude_qrels), 20)
+    assert pairs.val and not {r.id for r in pairs.val} & ids
+    assert not {r.id for r in pairs.val} & {r["id"] for r in rows}
+    saved = json.loads((cfg.out / "tuning.json").read_text())
+    assert saved["exclusions"]["gold_ids"] == 40 and saved["exclusions"]["query_texts"] == 40
+
+
+def test_a_copy_of_a_benchmark_question_under_another_id_is_excluded(sample_dir, tmp_path):
+    """The query text, not only its id: a re-keyed copy of a judged problem stays out."""
+    qrels = sample_dir / "qrels.tsv"
+    gold = next(iter(json.loads(line) for line in open(sample_dir / "records.jsonl")
+                     if json.loads(line)["id"] == qrels.read_text().split()[4]))
+    copy = dict(gold, id="renamed-copy")
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(json.dumps(copy) + "\n" + json.dumps(dict(gold, id="other", question="An "
+                      "unrelated question about 2 apples?")) + "\n")
+    pairs = load_pairs([corpus], Exclusions.from_qrels([qrels]), val_size=0)
+    assert [r.id for r in pairs.train] == ["other"]
+    assert pairs.excluded == {"question text of an excluded query": 1}
+
+
+def test_missing_qrels_file_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no-such.tsv"):
+        Exclusions.from_qrels([tmp_path / "no-such.tsv"])
+
+
+# --- hard negatives -------------------------------------------------------------------------------
+
+
+def _rec(i: int, final: str, question: str | None = None, source: str = "s") -> TrainRecord:
+    return TrainRecord(f"r{i}", question or f"question {i}", f"answer {i}", final, source, "")
+
+
+def test_mining_skips_candidates_within_the_margin_and_same_answer_problems():
+    recs = [_rec(0, "5"), _rec(1, "7"), _rec(2, "5"), _rec(3, "9"), _rec(4, "11")]
+    q_norm = np.eye(5, dtype=np.float32)  # question i points along axis i
+    # Answers of record 0's neighbours: r1 scores within the margin of the gold, r2 shares the
+    # gold's final answer, r3 is the hardest acceptable negative, r4 is easier.
+    a = np.eye(5, dtype=np.float32)
+    for i, s in ((1, 0.98), (2, 0.9), (3, 0.8), (4, 0.3)):
+        a[i, 0], a[i, i] = s, np.sqrt(1 - s * s)
+    gold = float(q_norm[0] @ a[0])
+    assert float(q_norm[0] @ a[1]) > gold - 0.05  # the built case is what the comment says
+    negs, stats = mine_hard_negatives(recs, q_norm, a, count=1, margin=0.05)
+    assert negs[0] == [3]
+    assert stats.skipped_margin >= 1 and stats.skipped_same_final >= 1
+    assert all(len(n) == 1 and i not in n for i, n in enumerate(negs))
+
+
+def test_mining_falls_back_to_a_random_answer_of_the_same_source():
+    recs = [_rec(0, "1", source="a"), _rec(1, "2", source="a"), _rec(2, "3", source="b")]
+    vecs = np.ones((3, 4), dtype=np.float32) / 2  # every score ties the gold: all in the margin
+    negs, stats = mine_hard_negatives(recs, vecs, vecs, count=1, margin=0.05)
+    assert stats.mined == 0 and stats.random_fallback == 3
+    assert negs[0] == [1] and negs[1] == [0]
+
+
+# --- training -----------------------------------------------------------------------------------
+
+
+def _mnrl_loss(model_path: Path, rows: list[dict]) -> float:
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    except ImportError:
+        from sentence_transformers.losses import MultipleNegativesRankingLoss
+
+    model = SentenceTransformer(str(model_path), device="cpu")
+    model.max_seq_length = 128
+    loss = MultipleNegativesRankingLoss(model)
+    with torch.no_grad():
+        feats = [model.tokenize([r[c] for r in rows]) for c in ("anchor", "positive")]
+        return float(loss(feats, None))
+
+
+def test_a_few_steps_lower_the_loss_and_change_the_model(sample_dir, tiny_encoder_path,
+                                                         tmp_path):
+    from safetensors.numpy import load_file
+
+    cfg = _config(sample_dir, tiny_encoder_path, tmp_path / "m", hard_negatives=0,
+                  freeze_layers=0, max_steps=20, eval_steps=10, val_size=0,
+                  keep_checkpoints=True, warmup_ratio=0.0)
+    report = tune_embedder(cfg)
+    rows = [json.loads(line) for line in (cfg.out / CHECKPOINTS / PAIRS_FILE).open()][:64]
+    before, after = _mnrl_loss(tiny_encoder_path, rows), _mnrl_loss(cfg.out, rows)
+    assert after < before - 0.05, (before, after)
+    old = load_file(str(tiny_encoder_path / "model.safetensors"))
+    new = load_file(str(cfg.out / "model.safetensors"))
+    assert any(not np.allclose(old[k], new[k]) for k in old)
+    assert report.steps == 20
+    curve = json.loads((cfg.out / "training_curve.json").read_text())
+    assert [p["step"] for p in curve["loss"]][-1] == 20
+    assert (cfg.out / "training_curve.png").stat().st_size > 1000
+
+
+def test_frozen_layers_do_not_change(sample_dir, tiny_encoder_path, tmp_path):
+    from safetensors.numpy import load_file
+
+    cfg = _config(sample_dir, tiny_encoder_path, tmp_path / "m", hard_negatives=0,
+                  freeze_layers=1, max_steps=4, val_size=0)
+    tune_embedder(cfg)
+    old = load_file(str(tiny_encoder_path / "model.safetensors"))
+    new = load_file(str(cfg.out / "model.safetensors"))
+    changed = {k for k in old if not np.allclose(old[k], new[k])}
+    assert changed and all("layer.1." in k or "pooler" in k for k in changed), changed
+
+
+def test_saved_folder_reloads_encodes_and_indexes(sample_dir, tiny_encoder_path, tmp_path,
+                                                  run_cli):
+    from mathmatch.manifest import read_manifest
+    from retriever.encoder import Encoder, EncoderSpec
+
+    out = tmp_path / "m"
+    assert run_cli(["tune", "embedder", sample_dir / "records.jsonl", "--out", out, "--base",
+                    tiny_encoder_path, "--exclude-qrels", sample_dir / "qrels.tsv",
+                    "--batch-size", "8", "--max-steps", "3", "--eval-steps", "3",
+                    "--val-size", "10", "--device", "cpu", "-q"]) == 0
+    report = json.loads((out / "tuning.json").read_text())
+    assert report["steps"] == 3 and set(report["validation_after"]) == {
+        "recall@1", "recall@10", "mrr@10"}
+    assert not (out / CHECKPOINTS).exists()
+    vecs = Encoder(out, device="cpu").encode(["x^2 + 1 = 5", "How many apples?"])
+    assert vecs.shape == (2, 32)
+    assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    idx = tmp_path / "idx"
+    assert run_cli(["index", "build", sample_dir / "records.jsonl", "--out", idx,
+                    "--encoder", out, "-q"]) == 0
+    dense = read_manifest(idx)["dense"]
+    assert dense["encoder"] == str(out.resolve())
+    assert dense["encoder_checksum"] == EncoderSpec.resolve(out).checksum
+
+
+# --- resuming and the output folder --------------------------------------------------------------
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint(sample_dir, tiny_encoder_path, tmp_path,
+                                                        monkeypatch):
+    from transformers import TrainerCallback
+
+    import tuning.embedder as emb
+
+    class Interrupt(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                raise KeyboardInterrupt
+
+    original = emb._log_to_logger
+    monkeypatch.setattr(emb, "_log_to_logger",
+                        lambda trainer: (original(trainer), trainer.add_callback(Interrupt())))
+    cfg = _config(sample_dir, tiny_encoder_path, tmp_path / "m")
+    with pytest.raises(KeyboardInterrupt):
+        tune_embedder(cfg)
+    assert (cfg.out / CHECKPOINTS / "checkpoint-3").is_dir()
+    assert not (cfg.out / "tuning.json").exists()
+    monkeypatch.setattr(emb, "_log_to_logger", original)
+    report = tune_embedder(cfg)
+    assert report.resumed and report.steps == 6
+    assert json.loads((cfg.out / "tuning.json").read_text())["resumed"] is True
+
+
+def test_checkpoints_of_another_recipe_are_not_resumed(sample_dir, tiny_encoder_path, tmp_path):
+    cfg = _config(sample_dir, tiny_encoder_path, tmp_path / "m")
+    (cfg.out / CHECKPOINTS).mkdir(parents=True)
+    (cfg.out / CHECKPOINTS / "recipe.json").write_text(json.dumps({"seed": 99}))
+    with pytest.raises(TuneError, match="another recipe"):
+        tune_embedder(cfg)
+
+
+def test_a_finished_model_is_not_overwritten_without_asking(sample_dir, tiny_encoder_path,
+                                                            tmp_path, run_cli, capsys):
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "tuning.json").write_text("{}")
+    status = run_cli(["tune", "embedder", sample_dir / "records.jsonl", "--out", out, "--base",
+                      tiny_encoder_path, "--max-steps", "1"])
+    assert status == 2
+    assert "already holds a tuned model; pass --overwrite" in capsys.readouterr().err
+
+
+def test_bad_settings_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="loss"):
+        TuneConfig(corpora=[], out=tmp_path, loss="triplet")
+    with pytest.raises(ValueError, match="in-batch"):
+        TuneConfig(corpora=[], out=tmp_path, batch_size=1)

@@ -1,0 +1,196 @@
+"""Training data for tuning: corpus records as (question, answer) pairs, minus the benchmark.
+
+Everything a benchmark judges is kept out of training here, in one place: the queries and gold
+records named in ``--exclude-qrels`` files (and any corpus record whose question *is* one of those
+queries, when the queries file sits beside the qrels).  Both tuning commands read their pairs
+through :func:`load_pairs`, so neither can see an excluded record, as a pair, a negative or a
+validation item.
+
+Example:
+    >>> excl = Exclusions.from_qrels([])
+    >>> excl.reason(TrainRecord("a", "q", "x", "", "s", "f:1"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from mathcore.loaders import iter_units, parse_unit
+from mathcore.mathml import DEFAULT_LIMITS, Limits
+from mathcore.records import Record, RecordError, Reject, derive, query_text
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainRecord:
+    """A corpus record in its linear forms: what the encoders read, at index and at query time."""
+
+    id: str
+    question: str
+    answer: str
+    final: str
+    source: str
+    origin: str
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+@dataclass
+class Exclusions:
+    """Ids and question texts that must never be trained on (benchmark queries and gold)."""
+
+    query_ids: set[str] = field(default_factory=set)
+    gold_ids: set[str] = field(default_factory=set)
+    query_texts: set[str] = field(default_factory=set)
+    files: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_qrels(cls, paths: Iterable[Path | str]) -> Exclusions:
+        """Read qrels files; a BEIR ``queries.jsonl`` beside one (or one folder up) adds texts.
+
+        Raises:
+            FileNotFoundError: for a qrels file that does not exist.
+        """
+        from mathmatch.runs import iter_queries, read_qrels
+
+        excl = cls()
+        for path in map(Path, paths):
+            if not path.is_file():
+                raise FileNotFoundError(f"--exclude-qrels {path}: no such file")
+            qrels = read_qrels(path)
+            excl.files.append(str(path))
+            excl.query_ids.update(qrels)
+            for docs in qrels.values():
+                excl.gold_ids.update(docs)  # every judged record, relevant or not
+            for queries in (path.parent / "queries.jsonl", path.parent.parent / "queries.jsonl"):
+                if queries.is_file():
+                    for qid, text in iter_queries(queries):
+                        if qid in qrels:
+                            excl.query_texts.add(_norm(_linear(text)))
+                    excl.files.append(str(queries))
+                    break
+        return excl
+
+    def reason(self, rec: TrainRecord) -> str | None:
+        """Why *rec* is excluded, or None when it may be trained on."""
+        if rec.id in self.gold_ids:
+            return "gold record of an excluded query"
+        if rec.id in self.query_ids:
+            return "id of an excluded query"
+        if self.query_texts and _norm(rec.question) in self.query_texts:
+            return "question text of an excluded query"
+        return None
+
+
+def _linear(text: str) -> str:
+    try:
+        return query_text(text)
+    except RecordError:
+        return text
+
+
+@dataclass
+class PairSet:
+    """Records that may be trained on, the validation slice, and what was left out and why."""
+
+    train: list[TrainRecord]
+    val: list[TrainRecord]
+    excluded: Counter = field(default_factory=Counter)
+    rejected: list[Reject] = field(default_factory=list)
+    capped: int = 0
+
+    def summary(self) -> dict:
+        by_source = Counter(r.source for r in self.train)
+        return {"train_pairs": len(self.train), "train_by_source": dict(sorted(by_source.items())),
+                "validation": len(self.val), "excluded": dict(self.excluded),
+                "rejected": len(self.rejected), "capped": self.capped}
+
+
+def read_records(corpora: Sequence[Path | str], limits: Limits = DEFAULT_LIMITS,
+                 rejected: list[Reject] | None = None) -> list[TrainRecord]:
+    """Linear forms of every record of the corpus paths; rejects go to *rejected*."""
+    out: list[TrainRecord] = []
+    for path in map(Path, corpora):
+        for unit in iter_units(path, limits):
+            item = parse_unit(unit, limits)
+            if isinstance(item, Reject):
+                if rejected is not None:
+                    rejected.append(item)
+                continue
+            rec: Record = item
+            try:
+                d = derive(rec, limits)
+            except RecordError as exc:
+                if rejected is not None:
+                    rejected.append(Reject(rec.origin, str(exc), rec.id))
+                continue
+            out.append(TrainRecord(rec.id, d.question_text, d.answer_text, d.final_text,
+                                   rec.source or path.stem, rec.origin))
+    return out
+
+
+def load_pairs(corpora: Sequence[Path | str], exclusions: Exclusions, val_size: int,
+               max_per_source: int | None = None, seed: int = 0,
+               limits: Limits = DEFAULT_LIMITS) -> PairSet:
+    """The training records and a validation slice drawn from them (never from the benchmark).
+
+    EXCLUSION: every record that ``exclusions`` names (benchmark queries and their gold records)
+    is dropped here, before the validation slice is drawn and before any pair or negative is
+    made; records without a question cannot form a pair and are dropped too.  Duplicate ids keep
+    their first record.  The validation slice is a per-source proportional sample of
+    ``val_size`` records; ``max_per_source`` then caps each source's training records (a random
+    sample, so a large easy source does not take the whole time budget).
+    """
+    rejected: list[Reject] = []
+    excluded: Counter = Counter()
+    seen: set[str] = set()
+    kept: list[TrainRecord] = []
+    for rec in read_records(corpora, limits, rejected):
+        why = exclusions.reason(rec)
+        if why is None and not rec.question:
+            why = "no question"
+        if why is None and rec.id in seen:
+            why = "duplicate id"
+        if why is not None:
+            excluded[why] += 1
+            continue
+        seen.add(rec.id)
+        kept.append(rec)
+
+    rng = random.Random(seed)
+    by_source: dict[str, list[TrainRecord]] = defaultdict(list)
+    for rec in kept:
+        by_source[rec.source].append(rec)
+    val: list[TrainRecord] = []
+    train: list[TrainRecord] = []
+    capped = 0
+    total = max(len(kept), 1)
+    for source in sorted(by_source):
+        recs = by_source[source][:]
+        rng.shuffle(recs)
+        n_val = min(len(recs) - 1, round(val_size * len(recs) / total)) if val_size else 0
+        val.extend(recs[:max(n_val, 0)])
+        rest = recs[max(n_val, 0):]
+        if max_per_source and len(rest) > max_per_source:
+            capped += len(rest) - max_per_source
+            rest = rest[:max_per_source]
+        train.extend(rest)
+    logger.info("training records: %d (validation %d); excluded %s; rejected %d; capped %d",
+                len(train), len(val), dict(excluded) or "none", len(rejected), capped)
+    return PairSet(train=train, val=val, excluded=excluded, rejected=rejected, capped=capped)
+
+
+def write_rejects(path: Path, rejected: Sequence[Reject]) -> None:
+    """One JSON line per rejected record: its origin, id and reason."""
+    with open(path, "w", encoding="utf-8") as fh:
+        for r in rejected:
+            fh.write(json.dumps({"origin": r.origin, "id": r.id, "reason": r.reason}) + "\n")

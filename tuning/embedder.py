@@ -1,0 +1,438 @@
+"""Contrastive tuning of the bi-encoder: ``mathmatch tune embedder``.
+
+The recipe: (question, answer) pairs of the corpus, minus everything the benchmark judges (see
+:mod:`tuning.data`), trained with an in-batch-negatives loss (MultipleNegativesRankingLoss, or
+its cached or GISTEmbed variants) through the sentence-transformers trainer, one hard negative
+per pair mined with the base model (:mod:`tuning.negatives`).  Batches are drawn from one source
+at a time, so in-batch negatives are problems of the same kind and short sources do not pad to
+long ones.  A validation slice of training-side records drives early stopping and the choice of
+checkpoint.
+
+The default recipe is sized for a 2-core CPU (under an hour over a 14k-record corpus): inputs cut
+to 128 tokens while training (the saved model keeps the base's length for indexing), the
+embeddings and lowest two layers frozen, at most 3,000 pairs per source, one epoch.  On CUDA,
+raise ``max_pairs_per_source``, ``max_seq_length`` and ``epochs``.
+
+Output folder: a normal sentence-transformers model, ``tuning.json`` (configuration, data counts,
+timings, validation scores), ``training_curve.json`` and ``training_curve.png``; while training,
+``checkpoints/`` (removed at the end unless kept) lets an interrupted run resume.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from mathcore.mathml import DEFAULT_LIMITS, Limits
+from tuning.data import Exclusions, PairSet, TrainRecord, load_pairs, write_rejects
+from tuning.negatives import mine_hard_negatives
+
+logger = logging.getLogger(__name__)
+
+LOSSES = ("mnrl", "cached", "gist")
+CHECKPOINTS = "checkpoints"
+PAIRS_FILE = "train_pairs.jsonl"
+REPORT_FILE = "tuning.json"
+CURVE_FILE = "training_curve"
+_BEST_METRIC = "eval_val_cosine_mrr@10"
+
+
+class TuneError(Exception):
+    """A tuning run that cannot start (bad output folder, no data, incompatible resume)."""
+
+
+@dataclass
+class TuneConfig:
+    """Settings of one tuning run; the defaults are the CPU recipe described above."""
+
+    corpora: list[Path]
+    out: Path
+    base: str | None = None
+    exclude_qrels: list[Path] = field(default_factory=list)
+    epochs: float = 1.0
+    batch_size: int = 32
+    device: str = "auto"
+    loss: str = "mnrl"
+    learning_rate: float = 5e-5
+    warmup_ratio: float = 0.1
+    max_seq_length: int = 128
+    freeze_layers: int = 2
+    hard_negatives: int = 1
+    margin: float = 0.05
+    max_pairs_per_source: int | None = 3000
+    val_size: int = 300
+    val_distractors: int = 700
+    eval_steps: int = 50
+    patience: int = 3
+    max_steps: int = -1
+    seed: int = 0
+    resume: bool = True
+    overwrite: bool = False
+    keep_checkpoints: bool = False
+    progress: bool = False
+    limits: Limits = DEFAULT_LIMITS
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        for name in ("batch_size", "max_seq_length", "eval_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.batch_size < 2:
+            raise ValueError("batch_size must be at least 2: the loss needs in-batch negatives")
+        if self.epochs <= 0 and self.max_steps <= 0:
+            raise ValueError("epochs must be positive")
+
+    def recipe(self) -> dict:
+        """The settings that define the training data and run (compared when resuming)."""
+        keys = ("base", "exclude_qrels", "epochs", "batch_size", "loss", "learning_rate",
+                "warmup_ratio", "max_seq_length", "freeze_layers", "hard_negatives", "margin",
+                "max_pairs_per_source", "val_size", "val_distractors", "eval_steps", "max_steps",
+                "seed")
+        d = asdict(self)
+        d["corpora"] = [str(Path(p).resolve()) for p in self.corpora]
+        d["exclude_qrels"] = [str(Path(p).resolve()) for p in self.exclude_qrels]
+        return {"corpora": d["corpora"], **{k: d[k] for k in keys}}
+
+
+@dataclass
+class TuneReport:
+    out: Path
+    seconds: float
+    steps: int
+    best_val: dict
+    base_val: dict
+    data: dict
+    resumed: bool
+    device: str
+
+
+def _check_out(cfg: TuneConfig) -> bool:
+    """Prepare the output folder; True when a run there should resume."""
+    out = Path(cfg.out)
+    ckpt = out / CHECKPOINTS
+    if (out / REPORT_FILE).is_file() and not ckpt.is_dir():
+        if not cfg.overwrite:
+            raise TuneError(f"{out} already holds a tuned model; pass --overwrite to replace it")
+        shutil.rmtree(out)
+    elif out.exists() and any(out.iterdir()) and not ckpt.is_dir():
+        if not cfg.overwrite:
+            raise TuneError(f"{out} exists and is not empty; choose a new folder or pass "
+                            "--overwrite")
+        shutil.rmtree(out)
+    if ckpt.is_dir():
+        saved = ckpt / "recipe.json"
+        same = saved.is_file() and json.loads(saved.read_text()) == cfg.recipe()
+        if cfg.resume and same:
+            return True
+        if cfg.resume and not cfg.overwrite:
+            raise TuneError(f"{ckpt} holds checkpoints of another recipe; pass --no-resume "
+                            "to start again")
+        shutil.rmtree(ckpt)
+    ckpt.mkdir(parents=True, exist_ok=True)
+    (ckpt / "recipe.json").write_text(json.dumps(cfg.recipe(), indent=1))
+    return False
+
+
+def _freeze(model, layers: int) -> int:
+    """Freeze the token embeddings and the lowest *layers* transformer layers; returns how many."""
+    if layers <= 0:
+        return 0
+    backbone = getattr(model[0], "auto_model", None)
+    embeddings = getattr(backbone, "embeddings", None)
+    stack = getattr(getattr(backbone, "encoder", None), "layer", None)
+    if embeddings is None or stack is None:
+        logger.warning("freeze_layers=%d: %s has no embeddings/encoder.layer; training every "
+                       "layer", layers, type(backbone).__name__)
+        return 0
+    layers = min(layers, len(stack) - 1)  # the top layer always trains
+    for module in [embeddings, *list(stack)[:layers]]:
+        for p in module.parameters():
+            p.requires_grad = False
+    return layers
+
+
+def _pairs_rows(records: Sequence[TrainRecord], negatives: list[list[int]] | None) -> list[dict]:
+    rows = []
+    for i, rec in enumerate(records):
+        row = {"id": rec.id, "source": rec.source, "anchor": rec.question, "positive": rec.answer}
+        if negatives is not None:
+            row["negative_ids"] = [records[j].id for j in negatives[i]]
+            for k, j in enumerate(negatives[i]):
+                row[f"negative_{k + 1}"] = records[j].answer
+        rows.append(row)
+    return rows
+
+
+def _evaluator(pairs: PairSet, seed: int, distractors: int, batch_size: int):
+    """Recall and MRR of the validation questions over their answers plus training answers."""
+    try:
+        from sentence_transformers.sentence_transformer.evaluation import (
+            InformationRetrievalEvaluator,
+        )
+    except ImportError:  # sentence-transformers < 6
+        from sentence_transformers.evaluation import InformationRetrievalEvaluator
+
+    rng = np.random.default_rng(seed)
+    extra = [pairs.train[i] for i in rng.permutation(len(pairs.train))[:distractors]]
+    corpus = {r.id: r.answer for r in [*pairs.val, *extra]}
+    queries = {r.id: r.question for r in pairs.val}
+    return InformationRetrievalEvaluator(
+        queries=queries, corpus=corpus, relevant_docs={r.id: {r.id} for r in pairs.val},
+        name="val", mrr_at_k=[10], ndcg_at_k=[10], accuracy_at_k=[1, 10],
+        precision_recall_at_k=[1, 10], map_at_k=[10], batch_size=batch_size, write_csv=False)
+
+
+def _loss(cfg: TuneConfig, model, guide_path: str):
+    try:
+        from sentence_transformers.sentence_transformer import losses
+    except ImportError:  # sentence-transformers < 6
+        from sentence_transformers import losses
+
+    if cfg.loss == "cached":
+        return losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=16)
+    if cfg.loss == "gist":
+        from sentence_transformers import SentenceTransformer
+
+        guide = SentenceTransformer(guide_path, device=str(model.device), local_files_only=True)
+        guide.max_seq_length = cfg.max_seq_length
+        return losses.GISTEmbedLoss(model, guide)
+    return losses.MultipleNegativesRankingLoss(model)
+
+
+def _datasets(rows: list[dict]):
+    """One dataset per source (the trainer then draws each batch from a single source)."""
+    from datasets import Dataset, DatasetDict
+
+    cols = [c for c in rows[0] if c in ("anchor", "positive") or c.startswith("negative_")
+            and c != "negative_ids"]
+    by_source: dict[str, list[dict]] = {}
+    for r in rows:
+        by_source.setdefault(r["source"], []).append(r)
+    return DatasetDict({
+        _safe(src): Dataset.from_dict({c: [r[c] for r in rs] for c in cols})
+        for src, rs in sorted(by_source.items())})
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name) or "corpus"
+
+
+def tune_embedder(cfg: TuneConfig) -> TuneReport:
+    """Run one tuning job (resuming from ``OUT/checkpoints`` when it holds the same recipe)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers import SentenceTransformerTrainer as Trainer
+    from sentence_transformers import SentenceTransformerTrainingArguments as Args
+    from sentence_transformers.training_args import BatchSamplers, MultiDatasetBatchSamplers
+    from transformers import EarlyStoppingCallback
+
+    from retriever.encoder import EncoderSpec, resolve_device
+
+    t0 = time.perf_counter()
+    device = resolve_device(cfg.device)
+    spec = EncoderSpec.resolve(cfg.base)
+    out = Path(cfg.out)
+    resumed = _check_out(cfg)
+    ckpt = out / CHECKPOINTS
+
+    # EXCLUSION: the benchmark's queries and gold records are removed inside load_pairs, before
+    # the validation slice, the training pairs and the negative pool are drawn from what is left.
+    exclusions = Exclusions.from_qrels(cfg.exclude_qrels)
+    pairs = load_pairs(cfg.corpora, exclusions, cfg.val_size, cfg.max_pairs_per_source,
+                       cfg.seed, cfg.limits)
+    if pairs.rejected:
+        write_rejects(out / "rejects.jsonl", pairs.rejected)
+        logger.warning("%d records rejected; reasons in %s", len(pairs.rejected),
+                       out / "rejects.jsonl")
+    if len(pairs.train) < cfg.batch_size:
+        raise TuneError(f"only {len(pairs.train)} training pairs after exclusions; need at "
+                        f"least a batch ({cfg.batch_size})")
+
+    model = SentenceTransformer(spec.path, device=device, local_files_only=True)
+    index_length = model.max_seq_length
+    model.max_seq_length = min(cfg.max_seq_length, index_length or cfg.max_seq_length)
+    frozen = _freeze(model, cfg.freeze_layers)
+
+    timings: dict[str, float] = {}
+    pairs_path = ckpt / PAIRS_FILE
+    if resumed and pairs_path.is_file():
+        rows = [json.loads(line) for line in pairs_path.open(encoding="utf-8")]
+        logger.info("resuming from %s with its %d mined pairs", ckpt, len(rows))
+        mining = None
+    else:
+        negatives = None
+        mining = None
+        if cfg.hard_negatives > 0:
+            t = time.perf_counter()
+            kw = dict(batch_size=64, convert_to_numpy=True, normalize_embeddings=True,
+                      show_progress_bar=cfg.progress)
+            logger.info("mining hard negatives with %s over %d training records", spec.name,
+                        len(pairs.train))
+            q_vecs = model.encode([r.question for r in pairs.train], **kw)
+            a_vecs = model.encode([r.answer for r in pairs.train], **kw)
+            negatives, mining = mine_hard_negatives(pairs.train, q_vecs, a_vecs,
+                                                    cfg.hard_negatives, cfg.margin,
+                                                    seed=cfg.seed)
+            timings["mining_seconds"] = round(time.perf_counter() - t, 1)
+        rows = _pairs_rows(pairs.train, negatives)
+        rows = [r for r in rows if len(r.get("negative_ids", ())) == cfg.hard_negatives
+                or negatives is None]
+        tmp = pairs_path.with_suffix(".tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for r in rows:
+                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+        tmp.replace(pairs_path)
+
+    evaluator = _evaluator(pairs, cfg.seed, cfg.val_distractors, 64) if pairs.val else None
+    base_val = {}
+    if evaluator is not None and not resumed:
+        t = time.perf_counter()
+        base_val = _scores(evaluator(model))
+        timings["validation_seconds"] = round(time.perf_counter() - t, 1)
+        logger.info("validation before tuning: %s", _fmt(base_val))
+
+    args = Args(
+        output_dir=str(ckpt), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
+        warmup_steps=cfg.warmup_ratio, seed=cfg.seed, data_seed=cfg.seed,
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        multi_dataset_batch_sampler=MultiDatasetBatchSamplers.PROPORTIONAL,
+        eval_strategy="steps" if evaluator else "no", eval_steps=cfg.eval_steps,
+        save_strategy="steps", save_steps=cfg.eval_steps, save_total_limit=2,
+        load_best_model_at_end=evaluator is not None,
+        metric_for_best_model=_BEST_METRIC if evaluator else None, greater_is_better=True,
+        logging_steps=max(1, min(10, cfg.eval_steps)), report_to="none",
+        use_cpu=device == "cpu", fp16=device == "cuda", dataloader_num_workers=0,
+        disable_tqdm=not cfg.progress)
+    callbacks = [EarlyStoppingCallback(cfg.patience)] if evaluator and cfg.patience else []
+    trainer = Trainer(model=model, args=args, train_dataset=_datasets(rows),
+                      loss=_loss(cfg, model, spec.path), evaluator=evaluator, callbacks=callbacks)
+    _log_to_logger(trainer)
+    has_ckpt = any(ckpt.glob("checkpoint-*"))
+    t = time.perf_counter()
+    trainer.train(resume_from_checkpoint=True if resumed and has_ckpt else None)
+    timings["training_seconds"] = round(time.perf_counter() - t, 1)
+
+    best_val = _scores(evaluator(model)) if evaluator is not None else {}
+    if best_val:
+        logger.info("validation after tuning (best checkpoint): %s", _fmt(best_val))
+    model.max_seq_length = index_length  # index with the base's full length
+    model.save(str(out))
+    curve = _curve(trainer.state.log_history)
+    if base_val:
+        curve["validation"].insert(0, {"step": 0, "epoch": 0.0, **base_val})
+    timings["total_seconds"] = round(time.perf_counter() - t0, 1)
+    report = {
+        "base": {"name": spec.name, "checksum": spec.checksum},
+        "recipe": cfg.recipe(),
+        "device": device,
+        "frozen_layers": frozen,
+        "training_max_seq_length": cfg.max_seq_length,
+        "index_max_seq_length": index_length,
+        "data": pairs.summary(),
+        "exclusions": {"files": exclusions.files, "query_ids": len(exclusions.query_ids),
+                       "gold_ids": len(exclusions.gold_ids),
+                       "query_texts": len(exclusions.query_texts)},
+        "mining": mining.as_dict() if mining else None,
+        "steps": trainer.state.global_step,
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "validation_before": base_val,
+        "validation_after": best_val,
+        "timings": timings,
+        "resumed": resumed,
+        "machine": {"platform": platform.platform(), "python": platform.python_version(),
+                    "cpus": os.cpu_count()},
+    }
+    (out / REPORT_FILE).write_text(json.dumps(report, indent=1))
+    (out / f"{CURVE_FILE}.json").write_text(json.dumps(curve, indent=1))
+    _plot(curve, out / f"{CURVE_FILE}.png")
+    if not cfg.keep_checkpoints:
+        shutil.rmtree(ckpt, ignore_errors=True)
+    return TuneReport(out=out, seconds=timings["total_seconds"], steps=trainer.state.global_step,
+                      best_val=best_val, base_val=base_val, data=pairs.summary(),
+                      resumed=resumed, device=device)
+
+
+def _log_to_logger(trainer) -> None:
+    """Send the trainer's progress to our logger (stderr), not as dicts printed on stdout."""
+    from transformers import PrinterCallback, TrainerCallback
+
+    class LogCallback(TrainerCallback):
+        def __init__(self) -> None:
+            self.start = time.perf_counter()
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = logs or {}
+            done, total = state.global_step, state.max_steps or 1
+            elapsed = time.perf_counter() - self.start
+            eta = elapsed / max(done, 1) * (total - done)
+            if "loss" in logs:
+                logger.info("step %d/%d: loss %.4f (%.0f s, about %.0f s left)", done, total,
+                            logs["loss"], elapsed, eta)
+            elif _BEST_METRIC in logs:
+                logger.info("step %d/%d: validation %s", done, total,
+                            _fmt(_scores(logs)))
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(LogCallback())
+
+
+def _scores(metrics: dict) -> dict:
+    """The validation metrics under short names (recall@1, recall@10, mrr@10)."""
+    out = {}
+    for key, value in metrics.items():
+        for name in ("recall@1", "recall@10", "mrr@10"):
+            if key.endswith(f"cosine_{name}"):
+                out[name] = round(float(value), 4)
+    return out
+
+
+def _fmt(scores: dict) -> str:
+    return ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
+
+
+def _curve(history: list[dict]) -> dict:
+    """Training loss and validation scores by step, from the trainer's log history."""
+    loss = [{"step": h["step"], "epoch": round(h.get("epoch", 0), 4), "loss": h["loss"]}
+            for h in history if "loss" in h]
+    val = [{"step": h["step"], "epoch": round(h.get("epoch", 0), 4),
+            **{k.replace("eval_val_cosine_", ""): round(v, 4) for k, v in h.items()
+               if k.startswith("eval_val_cosine_") and k.split("_")[-1] in
+               ("recall@1", "recall@10", "mrr@10")}}
+           for h in history if _BEST_METRIC in h]
+    return {"loss": loss, "validation": val}
+
+
+def _plot(curve: dict, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        logger.info("matplotlib is not installed: no %s", path.name)
+        return
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
+    if curve["loss"]:
+        ax1.plot([p["step"] for p in curve["loss"]], [p["loss"] for p in curve["loss"]])
+    ax1.set(xlabel="step", ylabel="training loss", title="Loss")
+    for key in ("recall@1", "mrr@10"):
+        pts = [p for p in curve["validation"] if key in p]
+        if pts:
+            ax2.plot([p["step"] for p in pts], [p[key] for p in pts], marker="o", label=key)
+    ax2.set(xlabel="step", ylabel="score", title="Validation (training-side slice)")
+    if curve["validation"]:
+        ax2.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
