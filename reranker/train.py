@@ -45,10 +45,10 @@ from reranker.model import (
 )
 from reranker.scorer import CONFIG_FILE
 from tuning.data import Exclusions, TrainRecord, _norm
+from tuning.outdir import CHECKPOINTS, OutputFolderError, prepare_output
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINTS = "checkpoints"
 GROUPS_FILE = "groups.jsonl"
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -197,28 +197,11 @@ def _want_qlora(cfg: RerankTuneConfig, device: str) -> bool:
 
 
 def _check_out(cfg: RerankTuneConfig) -> bool:
-    out = Path(cfg.out)
-    ckpt = out / CHECKPOINTS
-    if (out / CONFIG_FILE).is_file() and not ckpt.is_dir():
-        if not cfg.overwrite:
-            raise RerankTuneError(f"{out} already holds a reranker; pass --overwrite")
-        shutil.rmtree(out)
-    elif out.exists() and any(out.iterdir()) and not ckpt.is_dir():
-        if not cfg.overwrite:
-            raise RerankTuneError(f"{out} exists and is not empty; choose a new folder or "
-                                  "pass --overwrite")
-        shutil.rmtree(out)
-    if ckpt.is_dir():
-        saved = ckpt / "recipe.json"
-        if cfg.resume and saved.is_file() and json.loads(saved.read_text()) == cfg.recipe():
-            return True
-        if cfg.resume and not cfg.overwrite:
-            raise RerankTuneError(f"{ckpt} holds checkpoints of another recipe; pass "
-                                  "--no-resume to start again")
-        shutil.rmtree(ckpt)
-    ckpt.mkdir(parents=True, exist_ok=True)
-    (ckpt / "recipe.json").write_text(json.dumps(cfg.recipe(), indent=1))
-    return False
+    try:
+        return prepare_output(Path(cfg.out), cfg.recipe(), CONFIG_FILE, cfg.resume,
+                              cfg.overwrite)
+    except OutputFolderError as exc:
+        raise RerankTuneError(str(exc)) from None
 
 
 def _latest(ckpt: Path) -> Path | None:

@@ -108,6 +108,9 @@ def test_choice_accuracy_counts_missing_items_wrong():
     (5200, {"min": 5000, "tolerance": 0.2}, "OK"),
     (4100, {"min": 5000, "tolerance": 0.2}, "OKish"),
     (3000, {"min": 5000, "tolerance": 0.2}, "FAIL"),
+    (3000, {"max": 3600, "tolerance": 0.1}, "OK"),
+    (3800, {"max": 3600, "tolerance": 0.1}, "OKish"),
+    (4000, {"max": 3600, "tolerance": 0.1}, "FAIL"),
 ])
 def test_matrix_verdicts(got, exp, verdict):
     from benchmarks.matrix import judge

@@ -14,8 +14,15 @@ import pytest
 
 from reranker import Reranker, RerankerError, load_reranker
 from reranker.model import Budget, load_tokenizer, render_pair
-from reranker.train import (CHECKPOINTS, GROUPS_FILE, RerankTuneConfig, RerankTuneError,
-                            listwise_loss, trainable_model, tune_reranker)
+from reranker.train import (
+    CHECKPOINTS,
+    GROUPS_FILE,
+    RerankTuneConfig,
+    RerankTuneError,
+    listwise_loss,
+    trainable_model,
+    tune_reranker,
+)
 
 
 def _cfg(index: Path, base: Path, out: Path, **kw) -> RerankTuneConfig:

@@ -173,6 +173,14 @@ def test_saved_folder_reloads_encodes_and_indexes(sample_dir, tiny_encoder_path,
                     tiny_encoder_path, "--exclude-qrels", sample_dir / "qrels.tsv",
                     "--batch-size", "8", "--max-steps", "3", "--eval-steps", "3",
                     "--val-size", "10", "--device", "cpu", "-q"]) == 0
+    weights = out / "model.safetensors"
+    mtime = weights.stat().st_mtime_ns
+    # The same command again finds the finished model of the same recipe and does nothing.
+    assert run_cli(["tune", "embedder", sample_dir / "records.jsonl", "--out", out, "--base",
+                    tiny_encoder_path, "--exclude-qrels", sample_dir / "qrels.tsv",
+                    "--batch-size", "8", "--max-steps", "3", "--eval-steps", "3",
+                    "--val-size", "10", "--device", "cpu", "-q"]) == 0
+    assert weights.stat().st_mtime_ns == mtime
     report = json.loads((out / "tuning.json").read_text())
     assert report["steps"] == 3 and set(report["validation_after"]) == {
         "recall@1", "recall@10", "mrr@10"}
@@ -232,7 +240,8 @@ def test_a_finished_model_is_not_overwritten_without_asking(sample_dir, tiny_enc
     status = run_cli(["tune", "embedder", sample_dir / "records.jsonl", "--out", out, "--base",
                       tiny_encoder_path, "--max-steps", "1"])
     assert status == 2
-    assert "already holds a tuned model; pass --overwrite" in capsys.readouterr().err
+    assert "already holds a model tuned with another recipe; pass --overwrite" in \
+        capsys.readouterr().err
 
 
 def test_bad_settings_are_refused(tmp_path):

@@ -35,11 +35,11 @@ import numpy as np
 from mathcore.mathml import DEFAULT_LIMITS, Limits
 from tuning.data import Exclusions, PairSet, TrainRecord, load_pairs, write_rejects
 from tuning.negatives import mine_hard_negatives
+from tuning.outdir import CHECKPOINTS, OutputFolderError, prepare_output
 
 logger = logging.getLogger(__name__)
 
 LOSSES = ("mnrl", "cached", "gist")
-CHECKPOINTS = "checkpoints"
 PAIRS_FILE = "train_pairs.jsonl"
 REPORT_FILE = "tuning.json"
 CURVE_FILE = "training_curve"
@@ -116,31 +116,31 @@ class TuneReport:
     device: str
 
 
+def _finished(out: Path, cfg: TuneConfig) -> TuneReport | None:
+    """The report of a model already tuned in *out* with this very recipe, if there is one."""
+    path = out / REPORT_FILE
+    if cfg.overwrite or not path.is_file() or (out / CHECKPOINTS).is_dir():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    if saved.get("recipe") != cfg.recipe():
+        return None
+    logger.info("%s already holds a model tuned with this recipe; nothing to do (--overwrite "
+                "tunes again)", out)
+    return TuneReport(out=out, seconds=0.0, steps=saved["steps"],
+                      best_val=saved["validation_after"], base_val=saved["validation_before"],
+                      data=saved["data"], resumed=False, device=saved["device"])
+
+
 def _check_out(cfg: TuneConfig) -> bool:
     """Prepare the output folder; True when a run there should resume."""
-    out = Path(cfg.out)
-    ckpt = out / CHECKPOINTS
-    if (out / REPORT_FILE).is_file() and not ckpt.is_dir():
-        if not cfg.overwrite:
-            raise TuneError(f"{out} already holds a tuned model; pass --overwrite to replace it")
-        shutil.rmtree(out)
-    elif out.exists() and any(out.iterdir()) and not ckpt.is_dir():
-        if not cfg.overwrite:
-            raise TuneError(f"{out} exists and is not empty; choose a new folder or pass "
-                            "--overwrite")
-        shutil.rmtree(out)
-    if ckpt.is_dir():
-        saved = ckpt / "recipe.json"
-        same = saved.is_file() and json.loads(saved.read_text()) == cfg.recipe()
-        if cfg.resume and same:
-            return True
-        if cfg.resume and not cfg.overwrite:
-            raise TuneError(f"{ckpt} holds checkpoints of another recipe; pass --no-resume "
-                            "to start again")
-        shutil.rmtree(ckpt)
-    ckpt.mkdir(parents=True, exist_ok=True)
-    (ckpt / "recipe.json").write_text(json.dumps(cfg.recipe(), indent=1))
-    return False
+    try:
+        return prepare_output(Path(cfg.out), cfg.recipe(), REPORT_FILE, cfg.resume,
+                              cfg.overwrite)
+    except OutputFolderError as exc:
+        raise TuneError(str(exc)) from None
 
 
 def _freeze(model, layers: int) -> int:
@@ -242,6 +242,9 @@ def tune_embedder(cfg: TuneConfig) -> TuneReport:
     device = resolve_device(cfg.device)
     spec = EncoderSpec.resolve(cfg.base)
     out = Path(cfg.out)
+    done = _finished(out, cfg)
+    if done is not None:
+        return done
     resumed = _check_out(cfg)
     ckpt = out / CHECKPOINTS
 

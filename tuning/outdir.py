@@ -1,0 +1,54 @@
+"""The output folder of a tuning run: fresh, resumed from its checkpoints, or refused.
+
+Both tuning commands keep their checkpoints in ``OUT/checkpoints`` beside a ``recipe.json``
+(the settings that define the run): running the same command again resumes; a different
+recipe, or a finished model already in ``OUT``, is refused unless ``--overwrite`` (or, for
+checkpoints, ``--no-resume``) says to start again.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+CHECKPOINTS = "checkpoints"
+RECIPE_FILE = "recipe.json"
+
+
+class OutputFolderError(Exception):
+    """An output folder that cannot be used as asked."""
+
+
+def prepare_output(out: Path, recipe: dict, finished_file: str, resume: bool,
+                   overwrite: bool) -> bool:
+    """Make ``out/checkpoints`` ready; True when the run there should resume.
+
+    Raises:
+        OutputFolderError: when *out* holds a finished model, other files, or checkpoints of
+            another recipe, and neither ``overwrite`` nor (for checkpoints) ``resume=False``
+            allows replacing them.
+    """
+    out = Path(out)
+    ckpt = out / CHECKPOINTS
+    if (out / finished_file).is_file() and not ckpt.is_dir():
+        if not overwrite:
+            raise OutputFolderError(f"{out} already holds a model tuned with another recipe; "
+                                    "pass --overwrite to replace it")
+        shutil.rmtree(out)
+    elif out.exists() and any(out.iterdir()) and not ckpt.is_dir():
+        if not overwrite:
+            raise OutputFolderError(f"{out} exists and is not empty; choose a new folder or "
+                                    "pass --overwrite")
+        shutil.rmtree(out)
+    if ckpt.is_dir():
+        saved = ckpt / RECIPE_FILE
+        if resume and saved.is_file() and json.loads(saved.read_text()) == recipe:
+            return True
+        if resume and not overwrite:
+            raise OutputFolderError(f"{ckpt} holds checkpoints of another recipe; pass "
+                                    "--no-resume to start again")
+        shutil.rmtree(ckpt)
+    ckpt.mkdir(parents=True, exist_ok=True)
+    (ckpt / RECIPE_FILE).write_text(json.dumps(recipe, indent=1))
+    return False
