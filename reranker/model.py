@@ -36,6 +36,17 @@ PROMPT = ("Question: {question}\nCandidate solution: {answer}\n"
 _CUT = " … "
 
 
+def require_tune_extra(module: str = "peft"):
+    """Import an optional tuning dependency, or say how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(f"the cross-scorer needs {module}: pip install 'mathmatch[tune]'") \
+            from None
+
+
 def cache_dir() -> Path:
     """Where converted base models are kept."""
     if os.environ.get("MATHMATCH_CACHE"):

@@ -28,6 +28,7 @@ from reranker.model import (
     folder_checksum,
     load_scorer_model,
     render_pair,
+    require_tune_extra,
     resolve_base,
     score_ids,
 )
@@ -124,7 +125,7 @@ class Reranker:
 
 
 def _load(base: Path, checkpoint: Path, device: str):
-    from peft import PeftModel
+    PeftModel = require_tune_extra("peft").PeftModel
 
     model, tok = load_scorer_model(base, device)
     model = PeftModel.from_pretrained(model, str(checkpoint), is_trainable=False)

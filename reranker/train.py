@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mathmatch import __version__
 from reranker.model import (
     DEFAULT_BASE,
     PROMPT,
@@ -40,6 +41,7 @@ from reranker.model import (
     last_token_logits,
     load_scorer_model,
     render_pair,
+    require_tune_extra,
     resolve_base,
     score_ids,
 )
@@ -165,6 +167,7 @@ def make_groups(searcher, exclusions: Exclusions, count: int, group_size: int, d
 
 def trainable_model(base: Path, device: str, qlora: bool, cfg: RerankTuneConfig):
     """The base with a fresh score head and LoRA adapters; returns (model, tokenizer, targets)."""
+    require_tune_extra("peft")
     from peft import LoraConfig, get_peft_model
 
     model, tok = load_scorer_model(base, device, qlora=qlora)
@@ -288,7 +291,8 @@ def tune_reranker(cfg: RerankTuneConfig) -> dict:
 
         bar = tqdm(total=cfg.steps, initial=step, unit="step", desc="tune reranker")
     while step < cfg.steps:
-        chunk = groups[step * cfg.groups_per_step:(step + 1) * cfg.groups_per_step]
+        chunk = [groups[(step * cfg.groups_per_step + i) % len(groups)]
+                 for i in range(cfg.groups_per_step)]
         opt.zero_grad(set_to_none=True)
         total = 0.0
         for g in chunk:  # one group per forward pass: memory stays flat
@@ -342,6 +346,7 @@ def tune_reranker(cfg: RerankTuneConfig) -> dict:
         "train_pairs_per_second": round(pairs / max(train_seconds, 1e-9), 2),
         "total_seconds": round(time.perf_counter() - t0, 1),
         "resumed": resumed,
+        "mathmatch_version": __version__,
         # The first group scored by the trained model: loading the checkpoint must give these.
         "probe": {"qid": probe["qid"], "docs": probe["docs"],
                   "scores": [round(float(x), 6) for x in probe_scores]},

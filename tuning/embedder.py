@@ -33,6 +33,7 @@ from typing import Sequence
 import numpy as np
 
 from mathcore.mathml import DEFAULT_LIMITS, Limits
+from mathmatch import __version__
 from tuning.data import Exclusions, PairSet, TrainRecord, load_pairs, write_rejects
 from tuning.negatives import mine_hard_negatives
 from tuning.outdir import CHECKPOINTS, OutputFolderError, prepare_output
@@ -230,6 +231,11 @@ def _safe(name: str) -> str:
 def tune_embedder(cfg: TuneConfig) -> TuneReport:
     """Run one tuning job (resuming from ``OUT/checkpoints`` when it holds the same recipe)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        import datasets  # noqa: F401  (the trainer's data format)
+    except ImportError:
+        raise ImportError("tune embedder needs datasets: pip install 'mathmatch[tune]'") \
+            from None
     from sentence_transformers import SentenceTransformer
     from sentence_transformers import SentenceTransformerTrainer as Trainer
     from sentence_transformers import SentenceTransformerTrainingArguments as Args
@@ -304,10 +310,13 @@ def tune_embedder(cfg: TuneConfig) -> TuneReport:
         timings["validation_seconds"] = round(time.perf_counter() - t, 1)
         logger.info("validation before tuning: %s", _fmt(base_val))
 
+    # Transformers 5 takes the warm-up ratio as a float `warmup_steps`; 4.x as `warmup_ratio`.
+    warmup = {"warmup_steps": cfg.warmup_ratio} if _transformers_major() >= 5 else \
+        {"warmup_ratio": cfg.warmup_ratio}
     args = Args(
         output_dir=str(ckpt), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
-        warmup_steps=cfg.warmup_ratio, seed=cfg.seed, data_seed=cfg.seed,
+        **warmup, seed=cfg.seed, data_seed=cfg.seed,
         batch_sampler=BatchSamplers.NO_DUPLICATES,
         multi_dataset_batch_sampler=MultiDatasetBatchSamplers.PROPORTIONAL,
         eval_strategy="steps" if evaluator else "no", eval_steps=cfg.eval_steps,
@@ -353,6 +362,7 @@ def tune_embedder(cfg: TuneConfig) -> TuneReport:
         "validation_after": best_val,
         "timings": timings,
         "resumed": resumed,
+        "mathmatch_version": __version__,
         "machine": {"platform": platform.platform(), "python": platform.python_version(),
                     "cpus": os.cpu_count()},
     }
@@ -364,6 +374,12 @@ def tune_embedder(cfg: TuneConfig) -> TuneReport:
     return TuneReport(out=out, seconds=timings["total_seconds"], steps=trainer.state.global_step,
                       best_val=best_val, base_val=base_val, data=pairs.summary(),
                       resumed=resumed, device=device)
+
+
+def _transformers_major() -> int:
+    import transformers
+
+    return int(transformers.__version__.split(".")[0])
 
 
 def _log_to_logger(trainer) -> None:
