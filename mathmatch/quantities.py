@@ -9,8 +9,9 @@ duplicate detector (:mod:`mathmatch.dedup`) compares the multisets this module e
   ``a quarter``, ``two-thirds``, ``twice``, ``double``, ``triple``;
 * formulas: the normalised linear text of each inline ``<math>`` element.
 
-Values are exact :class:`fractions.Fraction`\\ s. ``1`` is left out (``one``, ``a``, ``an``
-and ``each`` say it interchangeably, so it carries no evidence).
+Values are exact :class:`fractions.Fraction`\\ s. ``1`` written as a word is left out of
+:attr:`Givens.values` (``one``, ``a``, ``an`` and ``each`` say it interchangeably, so it carries
+no evidence); ``1`` in digits (``$1``, ``1.00``) is a given like any other.
 
 Example:
     >>> sorted(float(v) for v in extract("Three of them wear 4-inch heels; half pay $2.50.")
@@ -69,8 +70,8 @@ class Givens:
 
     @property
     def values(self) -> Counter:
-        """Multiset of the values (``1`` left out)."""
-        return Counter(q.value for q in self.quantities if q.value != 1)
+        """Multiset of the values (``1`` written as a word left out)."""
+        return Counter(q.value for q in self.quantities if q.value != 1 or q.form != "word")
 
     def sentences(self) -> list[tuple[int, int]]:
         """``(start, end)`` offsets of the sentences of the text."""

@@ -7,7 +7,14 @@ from fractions import Fraction as F
 
 import pytest
 
-from mathmatch.dedup import DEFAULT_THRESHOLD, FEATURES, Side, duplicate_score, pair_features
+from mathmatch.dedup import (
+    DEFAULT_THRESHOLD,
+    FEATURES,
+    Side,
+    duplicate_score,
+    pair_features,
+    restated,
+)
 from mathmatch.quantities import extract, formulas_of
 
 
@@ -68,6 +75,47 @@ PAIRS = [
 def test_duplicate_verdicts_on_handmade_pairs(kind, duplicate, variant, cosine):
     score = duplicate_score(SEED, variant, cosine)
     assert (score >= DEFAULT_THRESHOLD) is duplicate, (kind, score)
+
+
+@pytest.mark.parametrize(("variant", "same"), [
+    (SEED, True),
+    (SEED.upper().replace(". ", ".  "), True),  # case and spacing
+    (SEED.replace("manufactured", "manufacture").replace("?", " ?"), True),  # word ending
+    (SEED.replace("4 wooden", "several wooden"), False),  # a given withdrawn
+    (SEED.replace("$20 each", "$20.00 each"), False),  # a converted given
+    (SEED.replace("How much", "In dollars, how much"), False),  # a new word
+    (SEED.replace("4 wooden", "5 wooden"), False),
+])
+def test_restated_questions_are_duplicates(variant, same):
+    """A question written again (same givens, same content words) is a duplicate whatever the
+    fitted weights say; any change of a given or a content word goes to the model."""
+    a, b = Side.of(SEED), Side.of(variant)
+    assert restated(a, b) is same and restated(b, a) is same
+    if same:
+        assert duplicate_score(SEED, variant, cosine=0.99) == 1.0
+
+
+def test_extra_givens_counting_something_new_or_known():
+    """An extra given that counts something the other side never names (``turkeys``) is an
+    aside; one that counts what it does name (``eggs``) changes the problem."""
+    seed = ("Chatty prepared three dozen eggs for her four children's Easter activity. "
+            "How many eggs does each child receive?")
+    aside = seed.replace("eggs for", "eggs and 2 turkeys for")
+    step = seed.replace("activity.", "activity, and she broke 2 eggs.")
+    col = {f: i for i, f in enumerate(FEATURES)}
+    x_aside = pair_features(Side.of(seed), Side.of(aside))
+    x_step = pair_features(Side.of(seed), Side.of(step))
+    assert (x_aside[col["extra_new_thing"]], x_aside[col["extra_known_thing"]]) == (1, 0)
+    assert (x_step[col["extra_new_thing"]], x_step[col["extra_known_thing"]]) == (0, 1)
+    assert duplicate_score(seed, aside, 0.95) > duplicate_score(seed, step, 0.95)
+    money = pair_features(Side.of("Ann pays $3 for tea. How much?"),
+                          Side.of("Ann pays $3 for tea and $2 for cake. How much?"))
+    assert money[col["extra_known_thing"]] == 1  # a sum of money where the other has money
+
+
+def test_one_in_digits_is_a_given():
+    assert extract("Bagels cost $1 each.").values == {F(1): 1}
+    assert not extract("Each bagel costs one dollar, an hour a day.").values
 
 
 def test_pair_features_are_symmetric():
