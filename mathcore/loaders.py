@@ -31,7 +31,7 @@ from typing import IO, Iterable, Iterator, NamedTuple, Union
 from lxml import etree
 
 from mathcore.mathml import DEFAULT_LIMITS, MATHML_NS, Limits, MathMLError, parse_fragment
-from mathcore.records import Record, Reject
+from mathcore.records import Derived, Record, RecordError, Reject, derive
 
 Item = Union[Record, Reject]
 MATHML_SUFFIXES = (".mml", ".xml", ".xhtml", ".html", ".htm")
@@ -190,6 +190,17 @@ def parse_unit(unit: Unit, limits: Limits = DEFAULT_LIMITS) -> Item:
     if isinstance(obj, Reject):
         return obj
     return _record_from_beir(obj, unit) if unit.kind == "beir" else _record_from_json(obj, unit)
+
+
+def derive_unit(unit: Unit, limits: Limits = DEFAULT_LIMITS) -> tuple[Record, Derived] | Reject:
+    """Parse one unit and build its derived forms, or a reject that says why not."""
+    item = parse_unit(unit, limits)
+    if isinstance(item, Reject):
+        return item
+    try:
+        return item, derive(item, limits)
+    except RecordError as exc:
+        return Reject(item.origin, str(exc), item.id)
 
 
 def load_jsonl(path: Path, limits: Limits = DEFAULT_LIMITS, start: int = 0) -> Iterator[Item]:

@@ -57,7 +57,9 @@ class BenchConfig:
         rerank: a reranker checkpoint applied to every mode (``mode+rerank`` systems).
         rerank_depth: candidates the reranker rescores.
         extra: more systems, e.g. an index built with a tuned encoder.
-        limit: measure only the first N judged queries (a subset; say so when quoting).
+        stride: measure every N-th judged query only (a subset spread over the whole file, so
+            over every source; say so when quoting).
+        limit: measure only the first N judged queries (after *stride*; a subset).
         device: ``auto``, ``cpu`` or ``cuda``.
         out: where ``results.json`` goes (``.md`` and ``.png`` beside it).
     """
@@ -70,12 +72,15 @@ class BenchConfig:
     rerank: Path | None = None
     rerank_depth: int = 20
     extra: list[System] = field(default_factory=list)
+    stride: int = 1
     limit: int | None = None
     device: str = "auto"
     batch_size: int = 256
     out: Path = Path("results.json")
 
     def __post_init__(self) -> None:
+        if self.stride < 1:
+            raise ValueError(f"stride must be at least 1, got {self.stride}")
         if not self.ks or any(k < 1 for k in self.ks):
             raise ValueError(f"k values must be positive, got {self.ks}")
         for mode in self.modes:
@@ -137,6 +142,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     queries = [(q, t) for q, t in iter_queries(cfg.queries) if q in qrels]
     if not queries:
         raise ValueError(f"no query of {cfg.queries} has judgements in {cfg.qrels}")
+    queries = queries[::cfg.stride]
     if cfg.limit:
         queries = queries[:cfg.limit]
     qrels = {q: qrels[q] for q, _ in queries}

@@ -20,13 +20,13 @@ from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from tqdm.auto import tqdm
 
-from mathcore.loaders import Unit, detect_format, file_digest, iter_units, parse_unit
+from mathcore.loaders import Unit, derive_unit, detect_format, file_digest, iter_units
 from mathcore.mathml import DEFAULT_LIMITS, Limits
-from mathcore.records import RecordError, Reject, derive
+from mathcore.records import Reject
 from mathcore.store import Store, record_row
 
 logger = logging.getLogger(__name__)
@@ -92,14 +92,8 @@ def process_units(units: list[Unit], limits: Limits) -> list[tuple | Reject]:
     """Parse and derive a batch of input units into store rows or rejects (worker function)."""
     out: list[tuple | Reject] = []
     for unit in units:
-        item = parse_unit(unit, limits)
-        if isinstance(item, Reject):
-            out.append(item)
-            continue
-        try:
-            out.append(record_row(item, derive(item, limits)))
-        except RecordError as exc:
-            out.append(Reject(item.origin, str(exc), item.id))
+        item = derive_unit(unit, limits)
+        out.append(item if isinstance(item, Reject) else record_row(*item))
     return out
 
 
@@ -199,7 +193,7 @@ def load_corpora(cfg: LoadConfig) -> LoadReport:
                 with store.transaction():
                     src = store.source(key)
                     store.advance_source(key, src["position"], 0, 0, 0.0, done=True)
-            write_rejects(store, cfg.out / REJECTS_FILE)
+            write_rejects(store.iter_rejects(), cfg.out / REJECTS_FILE)
     finally:
         bar.close()
         if pool is not None:
@@ -208,12 +202,12 @@ def load_corpora(cfg: LoadConfig) -> LoadReport:
     return report
 
 
-def write_rejects(store: Store, path: Path) -> int:
-    """Write every reject of the store to a JSONL file (rewritten whole, atomically)."""
+def write_rejects(rejects: Iterable[Reject], path: Path) -> int:
+    """Write rejects to a JSONL file, one per line (rewritten whole, atomically)."""
     tmp = path.with_suffix(".tmp")
     n = 0
     with open(tmp, "w", encoding="utf-8") as fh:
-        for rej in store.iter_rejects():
+        for rej in rejects:
             fh.write(rej.to_json() + "\n")
             n += 1
     os.replace(tmp, path)

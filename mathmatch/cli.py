@@ -186,7 +186,8 @@ def cmd_tune_reranker(args: argparse.Namespace) -> int:
         index=args.dir, out=args.out, base=args.base, exclude_qrels=args.exclude_qrels,
         qlora=args.qlora, group_size=args.group_size, steps=args.steps,
         groups_per_step=args.groups_per_step, learning_rate=args.lr, depth=args.depth,
-        mode=args.mode, device=args.device, seed=args.seed, resume=not args.no_resume,
+        mode=args.mode, layers=args.layers, max_length=args.max_length,
+        device=args.device, seed=args.seed, resume=not args.no_resume,
         overwrite=args.overwrite, progress=_progress(args))
     if not cfg.exclude_qrels:
         logger.warning("no --exclude-qrels: every record may be trained on; exclude the qrels "
@@ -313,7 +314,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     cfg = BenchConfig(index=args.dir, queries=Path(args.queries), qrels=Path(args.qrels),
                       modes=args.mode.split(","), ks=ks, rerank=args.rerank,
                       rerank_depth=args.rerank_depth,
-                      extra=[_system(s) for s in args.compare], limit=args.limit,
+                      extra=[_system(s) for s in args.compare], stride=args.stride,
+                      limit=args.limit,
                       device=args.device, out=Path(args.out))
     results = run_bench(cfg)
     metrics = results["metrics"]
@@ -642,6 +644,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="first-stage candidates negatives are drawn from (default: 30)")
     rr.add_argument("--mode", choices=("dense", "bm25", "hybrid"), default="hybrid",
                     help="first stage that gives the negatives (default: hybrid)")
+    rr.add_argument("--layers", type=int, default=8, metavar="N",
+                    help="decoder layers of the base kept in the scorer; 0 keeps all (default: "
+                         "8, the CPU recipe: a quarter of SmolLM2's cost per pair)")
+    rr.add_argument("--max-length", type=int, default=256, metavar="N",
+                    help="tokens per (question, answer) pair (default: 256)")
     _add_tuning_options(rr)
     rr.set_defaults(handler=cmd_tune_reranker)
 
@@ -667,6 +674,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--compare", action="append", default=[], metavar="NAME=DIR[:MODE]",
                        help="another system in the same run, e.g. tuned=idx-tuned:dense "
                             "(repeatable)")
+    bench.add_argument("--stride", type=int, default=1, metavar="N",
+                       help="only every N-th judged query: a subset spread over all sources "
+                            "(default: 1, all)")
     bench.add_argument("--limit", type=int, default=None, metavar="N",
                        help="only the first N judged queries (a subset)")
     _add_device(bench)

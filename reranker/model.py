@@ -164,14 +164,28 @@ def load_tokenizer(path: Path):
     return tok
 
 
-def load_scorer_model(base: Path, device: str, qlora: bool = False, dtype: Any = None):
-    """The base as ``AutoModelForSequenceClassification`` with one label and its pad token set."""
+def load_scorer_model(base: Path, device: str, qlora: bool = False, dtype: Any = None,
+                      layers: int | None = None):
+    """The base as ``AutoModelForSequenceClassification`` with one label and its pad token set.
+
+    With *layers*, only the first *layers* decoder layers of the base are loaded (and run): a
+    shallower scorer, cheaper per pair in proportion, for machines where the whole depth is
+    too slow (a CPU).  ``None`` or 0 keeps them all.
+    """
     import torch
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoConfig, AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    kwargs: dict[str, Any] = {"num_labels": 1, "local_files_only": True}
+    config = AutoConfig.from_pretrained(str(base), local_files_only=True, num_labels=1)
+    if layers:
+        if layers < 0:
+            raise ValueError(f"layers must be positive, got {layers}")
+        if layers < config.num_hidden_layers:
+            config.num_hidden_layers = layers
+            if getattr(config, "layer_types", None):
+                config.layer_types = config.layer_types[:layers]
+    kwargs: dict[str, Any] = {"config": config, "local_files_only": True}
     if qlora:
         from transformers import BitsAndBytesConfig
 
@@ -182,7 +196,9 @@ def load_scorer_model(base: Path, device: str, qlora: bool = False, dtype: Any =
     elif dtype is not None:
         kwargs["dtype"] = dtype
     prev = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # "score.weight newly initialized": expected, trained next
+    # "score.weight newly initialized": expected, trained next; with *layers*, the weights of the
+    # layers left out are unused on purpose.
+    hf_logging.set_verbosity_error()
     try:
         model = AutoModelForSequenceClassification.from_pretrained(str(base), **kwargs)
     finally:

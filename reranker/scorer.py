@@ -74,7 +74,8 @@ class Reranker:
         if base.get("checksum") and folder_checksum(self.base_path) != base["checksum"]:
             logger.warning("%s: the base %s differs from the one the reranker was trained on; "
                            "scores may differ", self.path, self.base_path)
-        self.model, self.tok = _load(self.base_path, self.path, self.device)
+        self.model, self.tok = _load(self.base_path, self.path, self.device,
+                                     base.get("layers"))
 
     def score(self, questions: Sequence[str], answers: Sequence[str]) -> np.ndarray:
         """Scores of linear-text pairs, in order."""
@@ -124,10 +125,10 @@ class Reranker:
         return out
 
 
-def _load(base: Path, checkpoint: Path, device: str):
+def _load(base: Path, checkpoint: Path, device: str, layers: int | None = None):
     PeftModel = require_tune_extra("peft").PeftModel
 
-    model, tok = load_scorer_model(base, device)
+    model, tok = load_scorer_model(base, device, layers=layers)
     model = PeftModel.from_pretrained(model, str(checkpoint), is_trainable=False)
     model = model.merge_and_unload()
     model.eval()

@@ -3,15 +3,19 @@
 The RankLLaMA recipe, small: each training group is one question of the index with its own
 answer (the positive) and ``group_size - 1`` hard negatives drawn from the index's first-stage
 candidates for it; the loss is the softmax cross-entropy of the positive within its group
-(listwise).  LoRA adapters sit on the attention and MLP projections, the score head trains in
-full (peft's modules to save).  On CUDA with ``qlora`` on (``auto`` picks it there) the base is
-loaded in 4-bit NF4 with double quantisation and bf16 compute; on a CPU the base stays in float32
-(4-bit on a CPU saves memory but runs about 4x slower).  Gradient checkpointing trades compute
-for memory on CUDA; on a CPU, where memory is not the limit, it is off by default.
+(listwise).  A negative never has the positive's final answer or question
+(:func:`tuning.data.same_problem`).  LoRA adapters sit on the attention and MLP projections,
+the score head trains in full (peft's modules to save).  On CUDA with ``qlora`` on (``auto``
+picks it there) the base is loaded in 4-bit NF4 with double quantisation and bf16 compute; on
+a CPU the base stays in float32 (4-bit on a CPU saves memory but runs about 4x slower).  The
+CPU recipe keeps the first ``layers`` (8 of SmolLM2's 30) decoder layers of the base: a pair
+costs about a quarter, which is what makes training and reranking fit a 2-core machine;
+``layers=0`` keeps them all (the choice on CUDA).  Gradient checkpointing trades compute for
+memory on CUDA; on a CPU, where memory is not the limit, it is off by default.
 
 EXCLUSION: the queries and judged records of every ``--exclude-qrels`` file never become a
 training question, a positive or a negative (:class:`tuning.data.Exclusions`, applied in
-:func:`make_groups`).  Negatives also skip candidates with the positive's final answer.
+:func:`make_groups`).
 
 The groups are drawn once and saved in ``OUT/checkpoints/groups.jsonl``; every ``save_every``
 steps the adapter, optimiser, scheduler and random states are saved there, so running the same
@@ -46,7 +50,7 @@ from reranker.model import (
     score_ids,
 )
 from reranker.scorer import CONFIG_FILE
-from tuning.data import Exclusions, TrainRecord, _norm
+from tuning.data import Exclusions, TrainRecord, same_problem
 from tuning.outdir import CHECKPOINTS, OutputFolderError, prepare_output
 
 logger = logging.getLogger(__name__)
@@ -76,8 +80,9 @@ class RerankTuneConfig:
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
-    max_length: int = 320
-    max_question: int = 128
+    layers: int = 8
+    max_length: int = 256
+    max_question: int = 96
     depth: int = 30
     mode: str = "hybrid"
     device: str = "auto"
@@ -116,17 +121,8 @@ def listwise_loss(scores, group_size: int):
 
 
 def _records(store) -> list[TrainRecord]:
-    out = []
-    cols = ("id", "question_text", "answer_text", "final_text", "source")
-    values = {c: {} for c in cols}
-    for c in cols:
-        for batch in store.iter_column(c):
-            values[c].update(batch)
-    for rowid in store.rowids():
-        out.append(TrainRecord(values["id"][rowid], values["question_text"][rowid],
-                               values["answer_text"][rowid], values["final_text"][rowid],
-                               values["source"][rowid], str(rowid)))
-    return out
+    return [TrainRecord(r.record.id, r.question_text, r.answer_text, r.final_text,
+                        r.record.source, r.record.origin) for r in store.get(store.rowids())]
 
 
 def make_groups(searcher, exclusions: Exclusions, count: int, group_size: int, depth: int,
@@ -151,11 +147,11 @@ def make_groups(searcher, exclusions: Exclusions, count: int, group_size: int, d
         chunk = picked[start:start + batch]
         hits = searcher.search_hits([(r.id, r.question) for r in chunk], depth + 1)
         for rec, cands in zip(chunk, hits, strict=True):
-            gold_final = _norm(rec.final)
             negs = [h.doc_id for h in cands if h.doc_id != rec.id and h.doc_id in allowed
-                    and not (gold_final and _norm(allowed[h.doc_id].final) == gold_final)]
+                    and not same_problem(rec, allowed[h.doc_id])]
             if len(negs) < group_size - 1:  # a small index: fill with random records
-                pool = [r.id for r in records if r.id != rec.id and r.id not in negs]
+                pool = [r.id for r in records if r.id != rec.id and r.id not in negs
+                        and not same_problem(rec, r)]
                 negs += rng.sample(pool, min(len(pool), group_size - 1 - len(negs)))
             if len(negs) < group_size - 1:
                 continue
@@ -170,7 +166,7 @@ def trainable_model(base: Path, device: str, qlora: bool, cfg: RerankTuneConfig)
     require_tune_extra("peft")
     from peft import LoraConfig, get_peft_model
 
-    model, tok = load_scorer_model(base, device, qlora=qlora)
+    model, tok = load_scorer_model(base, device, qlora=qlora, layers=cfg.layers)
     checkpointing = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None \
         else device == "cuda"
     if qlora:
@@ -302,7 +298,7 @@ def tune_reranker(cfg: RerankTuneConfig) -> dict:
                 scores = last_token_logits(model, ids, mask)
             loss = listwise_loss(scores, len(rows)) / len(chunk)
             loss.backward()
-            total += float(loss)
+            total += float(loss.detach())
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
@@ -328,7 +324,8 @@ def tune_reranker(cfg: RerankTuneConfig) -> dict:
                                           for d in probe["docs"]], device)
     report = {
         "base": {"name": DEFAULT_BASE if cfg.base in (None, DEFAULT_BASE) else str(base),
-                 "path": str(base), "checksum": folder_checksum(base)},
+                 "path": str(base), "checksum": folder_checksum(base),
+                 "layers": model.config.num_hidden_layers},
         "prompt": PROMPT,
         "budget": asdict(budget),
         "lora": {"r": cfg.lora_r, "alpha": cfg.lora_alpha, "dropout": cfg.lora_dropout,

@@ -81,6 +81,18 @@ def test_bench_compares_systems_and_writes_reports(sample_index, sample_dir, tmp
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_bench_stride_takes_every_nth_judged_query(sample_index, sample_dir, tmp_path, run_cli):
+    out = tmp_path / "results.json"
+    assert run_cli(["-q", "bench", sample_index, "--queries", sample_dir / "queries.jsonl",
+                    "--qrels", sample_dir / "qrels.tsv", "--mode", "bm25", "--stride", "3",
+                    "--out", out, "--device", "cpu"]) == 0
+    res = json.loads(out.read_text())
+    assert res["queries"]["all"] == 14  # 40 judged queries: the 1st, 4th, ... 40th
+    assert res["config"]["stride"] == 3
+    # both sources of the sample are still there, as they are spread over the file
+    assert res["queries"]["gsm8k"] and res["queries"]["math"]
+
+
 def test_duplicate_scores_hand_computed():
     from mathmatch.evaluate import duplicate_scores
 

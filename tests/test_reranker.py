@@ -117,6 +117,28 @@ def test_checkpoint_reloads_to_the_same_scores(sample_index, tiny_llama_path, tm
     assert len(set(np.round(probe["scores"], 5))) > 1  # the head is not constant
 
 
+def test_a_shallower_scorer_keeps_its_depth_through_save_and_load(sample_index,
+                                                                 tiny_llama_path, tmp_path):
+    """``layers`` keeps the first decoder layers of the base (the CPU recipe); the checkpoint
+    records the depth and loads back to the same, shallower model and the same scores."""
+    out = tmp_path / "rr"
+    report = tune_reranker(_cfg(sample_index, tiny_llama_path, out, layers=1, steps=2))
+    assert report["base"]["layers"] == 1
+    rr = load_reranker(out, device="cpu")
+    assert rr.model.config.num_hidden_layers == 1 and len(rr.model.model.layers) == 1
+    from mathcore.store import Store
+    from mathmatch.searcher import STORE_FILE
+
+    with Store(sample_index / STORE_FILE, readonly=True) as store:
+        probe = report["probe"]
+        question = store.by_id(probe["qid"]).question_text
+        answers = [store.by_id(d).answer_text for d in probe["docs"]]
+    assert np.allclose(rr.score([question] * len(answers), answers), probe["scores"], atol=1e-4)
+    with pytest.raises(ValueError, match="positive"):
+        trainable_model(tiny_llama_path, "cpu", False, _cfg(sample_index, tiny_llama_path, out,
+                                                            layers=-1))
+
+
 def test_excluded_queries_and_gold_records_never_form_groups(sample_index, tiny_llama_path,
                                                              tmp_path, sample_dir):
     from mathmatch.runs import read_qrels

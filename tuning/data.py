@@ -2,8 +2,10 @@
 
 Everything a benchmark judges is kept out of training here, in one place: the queries and gold
 records named in ``--exclude-qrels`` files (and any corpus record whose question *is* one of those
-queries, when the queries file sits beside the qrels).  Both tuning commands read their pairs
-through :func:`load_pairs`, so neither can see an excluded record, as a pair, a negative or a
+queries, when the queries file sits beside the qrels) are named by :class:`Exclusions`.  The
+embedder reads its pairs through :func:`load_pairs`, the reranker its groups from an index's
+records through ``reranker.train.make_groups``; both drop what :meth:`Exclusions.reason` names
+before anything is drawn, so neither can see an excluded record, as a pair, a negative or a
 validation item.
 
 Example:
@@ -13,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from collections import Counter, defaultdict
@@ -21,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from mathcore.loaders import iter_units, parse_unit
+from mathcore.loaders import derive_unit, iter_units
 from mathcore.mathml import DEFAULT_LIMITS, Limits
-from mathcore.records import Record, RecordError, Reject, derive, query_text
+from mathcore.records import Reject
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,13 @@ def _norm(text: str) -> str:
     return " ".join(text.lower().split())
 
 
+def same_problem(a: TrainRecord, b: TrainRecord) -> bool:
+    """Whether *b* may be a correct answer to *a* (so never its negative): the same final
+    answer, or the same question text."""
+    fa = _norm(a.final)
+    return bool(fa and _norm(b.final) == fa) or _norm(a.question) == _norm(b.question)
+
+
 @dataclass
 class Exclusions:
     """Ids and question texts that must never be trained on (benchmark queries and gold)."""
@@ -61,6 +69,7 @@ class Exclusions:
             FileNotFoundError: for a qrels file that does not exist.
         """
         from mathmatch.runs import iter_queries, read_qrels
+        from mathmatch.searcher import linear_query
 
         excl = cls()
         for path in map(Path, paths):
@@ -75,7 +84,7 @@ class Exclusions:
                 if queries.is_file():
                     for qid, text in iter_queries(queries):
                         if qid in qrels:
-                            excl.query_texts.add(_norm(_linear(text)))
+                            excl.query_texts.add(_norm(linear_query(qid, text)))
                     excl.files.append(str(queries))
                     break
         return excl
@@ -89,13 +98,6 @@ class Exclusions:
         if self.query_texts and _norm(rec.question) in self.query_texts:
             return "question text of an excluded query"
         return None
-
-
-def _linear(text: str) -> str:
-    try:
-        return query_text(text)
-    except RecordError:
-        return text
 
 
 @dataclass
@@ -121,18 +123,12 @@ def read_records(corpora: Sequence[Path | str], limits: Limits = DEFAULT_LIMITS,
     out: list[TrainRecord] = []
     for path in map(Path, corpora):
         for unit in iter_units(path, limits):
-            item = parse_unit(unit, limits)
+            item = derive_unit(unit, limits)
             if isinstance(item, Reject):
                 if rejected is not None:
                     rejected.append(item)
                 continue
-            rec: Record = item
-            try:
-                d = derive(rec, limits)
-            except RecordError as exc:
-                if rejected is not None:
-                    rejected.append(Reject(rec.origin, str(exc), rec.id))
-                continue
+            rec, d = item
             out.append(TrainRecord(rec.id, d.question_text, d.answer_text, d.final_text,
                                    rec.source or path.stem, rec.origin))
     return out
@@ -188,9 +184,3 @@ def load_pairs(corpora: Sequence[Path | str], exclusions: Exclusions, val_size: 
                 len(train), len(val), dict(excluded) or "none", len(rejected), capped)
     return PairSet(train=train, val=val, excluded=excluded, rejected=rejected, capped=capped)
 
-
-def write_rejects(path: Path, rejected: Sequence[Reject]) -> None:
-    """One JSON line per rejected record: its origin, id and reason."""
-    with open(path, "w", encoding="utf-8") as fh:
-        for r in rejected:
-            fh.write(json.dumps({"origin": r.origin, "id": r.id, "reason": r.reason}) + "\n")

@@ -34,7 +34,8 @@ import numpy as np
 
 from mathcore.mathml import DEFAULT_LIMITS, Limits
 from mathmatch import __version__
-from tuning.data import Exclusions, PairSet, TrainRecord, load_pairs, write_rejects
+from mathmatch.build import REJECTS_FILE, write_rejects
+from tuning.data import Exclusions, PairSet, TrainRecord, load_pairs
 from tuning.negatives import mine_hard_negatives
 from tuning.outdir import CHECKPOINTS, OutputFolderError, prepare_output
 
@@ -260,7 +261,7 @@ def tune_embedder(cfg: TuneConfig) -> TuneReport:
     pairs = load_pairs(cfg.corpora, exclusions, cfg.val_size, cfg.max_pairs_per_source,
                        cfg.seed, cfg.limits)
     if pairs.rejected:
-        write_rejects(out / "rejects.jsonl", pairs.rejected)
+        write_rejects(pairs.rejected, out / REJECTS_FILE)
         logger.warning("%d records rejected; reasons in %s", len(pairs.rejected),
                        out / "rejects.jsonl")
     if len(pairs.train) < cfg.batch_size:

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from tuning.data import TrainRecord, _norm
+from tuning.data import TrainRecord, same_problem
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +45,6 @@ def mine_hard_negatives(records: Sequence[TrainRecord], q_vecs: np.ndarray, a_ve
     """
     n = len(records)
     rng = random.Random(seed)
-    finals = [_norm(r.final) for r in records]
-    questions = [_norm(r.question) for r in records]
     by_source: dict[str, list[int]] = {}
     for i, r in enumerate(records):
         by_source.setdefault(r.source, []).append(i)
@@ -69,7 +67,7 @@ def mine_hard_negatives(records: Sequence[TrainRecord], q_vecs: np.ndarray, a_ve
                 if scores[row, j] > gold - margin:
                     skip_margin += 1
                     continue
-                if (finals[i] and finals[j] == finals[i]) or questions[j] == questions[i]:
+                if same_problem(records[i], records[j]):
                     skip_final += 1
                     continue
                 picked.append(j)
@@ -81,7 +79,7 @@ def mine_hard_negatives(records: Sequence[TrainRecord], q_vecs: np.ndarray, a_ve
             while len(picked) < count and tries < 50:
                 tries += 1
                 j = rng.choice(pool) if len(pool) > 1 else rng.randrange(n)
-                if j != i and j not in picked and not (finals[i] and finals[j] == finals[i]):
+                if j != i and j not in picked and not same_problem(records[i], records[j]):
                     picked.append(j)
                     fallback += 1
             out.append(picked)
