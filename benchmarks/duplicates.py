@@ -69,20 +69,26 @@ def fit(pairs: list[dict], seeds: dict[str, str], qi) -> None:
         Side,
         cosine_gate,
         fit_logistic,
+        givens_gate,
         pair_features,
+        restated,
         score_features,
+        shared_givens,
     )
 
     even = [p for p in pairs if p["seed_idx"] % 2 == 0]
     a = qi.encode([query_text(seeds[p["seed_id"]]) for p in even])
     b = qi.encode([query_text(p["variant"]) for p in even])
     cos = (a * b).sum(axis=1)
-    x = np.array([pair_features(Side.of(query_text(seeds[p["seed_id"]]), seeds[p["seed_id"]]),
-                                Side.of(query_text(p["variant"]), p["variant"])) for p in even])
+    sides = [(Side.of(query_text(seeds[p["seed_id"]]), seeds[p["seed_id"]]),
+              Side.of(query_text(p["variant"]), p["variant"])) for p in even]
+    x = np.array([pair_features(s, v) for s, v in sides])
     y = np.array([p["duplicate"] for p in even], dtype=float)
     w, bias = fit_logistic(x, y)
-    scores = {p["variant_id"]: cosine_gate(float(c)) * score_features(v, w, bias)
-              for p, v, c in zip(even, x, cos, strict=True)}
+    # Scored as score_pair does, with the refitted weights, so the threshold sees its gates.
+    scores = {p["variant_id"]: cosine_gate(float(c)) * (
+        1.0 if restated(*sv) else givens_gate(shared_givens(*sv)) * score_features(v, w, bias))
+        for p, sv, v, c in zip(even, sides, x, cos, strict=True)}
     print("fitted on", len(even), "even pairs:")
     print("WEIGHTS = (" + ", ".join(f"{v:.3f}" for v in w) + ")")
     print(f"BIAS = {bias:.3f}")

@@ -6,7 +6,9 @@ duplicate detector (:mod:`mathmatch.dedup`) compares the multisets this module e
 * numbers in every written form -- ``12``, ``1,360``, ``4.5``, ``$0.25``, ``1/4``, ``25%``
   (read as 1/4 too: ``50%`` and ``half`` are the same given), ``7:13``;
 * number words -- ``three``, ``twenty-five``, ``two hundred``, ``dozen``, ``half``,
-  ``a quarter``, ``two-thirds``, ``twice``, ``double``, ``triple``;
+  ``a quarter``, ``two-thirds``, ``twice``, ``double``, ``triple``; words naming a number of
+  sides (``triangle``, ``pentagon``, ``hexagonal``...) and a rounding precision (``to the
+  nearest tenth``, ``hundredth``, ``integer``);
 * formulas: the normalised linear text of each inline ``<math>`` element.
 
 Values are exact :class:`fractions.Fraction`\\ s. ``1`` written as a word is left out of
@@ -39,6 +41,14 @@ _ORDINAL_DEN = {"half": 2, "halves": 2, "third": 3, "thirds": 3, "quarter": 4, "
 _MULTIPLIERS = {"twice": 2, "double": 2, "doubles": 2, "doubled": 2, "twofold": 2, "triple": 3,
                 "triples": 3, "tripled": 3, "thrice": 3, "threefold": 3, "quadruple": 4,
                 "fourfold": 4, "dozen": 12, "dozens": 12, "decade": 10, "decades": 10}
+# Words that name a number of sides or a precision: "a hexagonal prism", "to the nearest tenth".
+_NAMED = {f"{stem}{end}": n for stem, n in (
+    ("triang", 3), ("quadrilateral", 4), ("pentag", 5), ("hexag", 6), ("heptag", 7),
+    ("octag", 8), ("nonag", 9), ("decag", 10), ("dodecag", 12))
+    for end in (("le", "les", "ular") if stem == "triang" else ("", "s") if stem ==
+                "quadrilateral" else ("on", "ons", "onal"))}
+_PRECISION = {"tenth": Fraction(1, 10), "hundredth": Fraction(1, 100),
+              "thousandth": Fraction(1, 1000), "integer": Fraction(1), "whole": Fraction(1)}
 # Words that stand for a given that is not stated ("several tables", "some roof frames").
 VAGUE = frozenset("some several certain unknown few many other others various".split())
 
@@ -70,8 +80,10 @@ class Givens:
 
     @property
     def values(self) -> Counter:
-        """Multiset of the values (``1`` written as a word left out)."""
-        return Counter(q.value for q in self.quantities if q.value != 1 or q.form != "word")
+        """Multiset of the values (``1`` written as a word left out); a rounding precision
+        (``nearest tenth``) is kept apart from the numbers."""
+        return Counter(("precision", q.value) if q.form == "precision" else q.value
+                       for q in self.quantities if q.value != 1 or q.form != "word")
 
     def sentences(self) -> list[tuple[int, int]]:
         """``(start, end)`` offsets of the sentences of the text."""
@@ -156,6 +168,10 @@ def _word_numbers(text: str, taken: list[tuple[int, int]]) -> list[Quantity]:
             out.append(Quantity(Fraction(1, _ORDINAL_DEN[w]), s, e))
         elif w in _MULTIPLIERS:
             out.append(Quantity(Fraction(_MULTIPLIERS[w]), s, e))
+        elif w in _NAMED:
+            out.append(Quantity(Fraction(_NAMED[w]), s, e))
+        elif w in _PRECISION and i and words[i - 1][0] == "nearest":
+            out.append(Quantity(_PRECISION[w], s, e, form="precision"))
         i += 1
     return [q for q in out if not any(a < q.end and q.start < b for a, b in taken)]
 

@@ -30,6 +30,7 @@ from mathmatch.quantities import extract, formulas_of
     ("It costs 0.5 dollars or .25 dollars, and -7 degrees.", [F(1, 2), F(1, 4), -7]),
     ("He walks for an hour on the third day.", []),  # 1 is left out; ordinals are not givens
     ("three quarters of 40", [F(3, 4), 40]),
+    ("a hexagonal prism, a regular pentagon and a triangle", [6, 5, 3]),
 ])
 def test_quantity_extraction(text, values):
     assert sorted(extract(text).values.elements()) == sorted(F(v) for v in values)
@@ -111,6 +112,29 @@ def test_extra_givens_counting_something_new_or_known():
     money = pair_features(Side.of("Ann pays $3 for tea. How much?"),
                           Side.of("Ann pays $3 for tea and $2 for cake. How much?"))
     assert money[col["extra_known_thing"]] == 1  # a sum of money where the other has money
+
+
+def test_a_rounding_precision_is_a_given_kept_apart_from_numbers():
+    tenth, whole = extract("Round 3.45 to the nearest tenth."), extract("Round 3.45 to the "
+                                                                       "nearest integer.")
+    assert tenth.values != whole.values
+    assert ("precision", F(1, 10)) in tenth.values and F(1, 10) not in tenth.values
+    assert not restated(Side.of("Round 3.45 to the nearest tenth."),
+                        Side.of("Round 3.45 to the nearest integer."))
+
+
+def test_problems_sharing_few_givens_are_scaled_down():
+    """Neighbours in a corpus often share a number or two and nothing else: below half of the
+    richer side's givens shared, the score falls linearly to 0."""
+    from mathmatch.dedup import givens_gate, shared_givens
+
+    a = Side.of("Tom buys 3 pens for $2 each. How much does he pay?")
+    b = Side.of("Ann buys 3 pens for $2 each, 5 books for $7 each and 9 cups for $4 each. "
+                "How much does she pay?")
+    assert shared_givens(a, b) == pytest.approx(2 / 6)
+    assert givens_gate(shared_givens(a, b)) == pytest.approx((2 / 6) / 0.5)
+    assert shared_givens(a, a) == 1.0 and givens_gate(1.0) == 1.0
+    assert shared_givens(Side.of("How many?"), Side.of("How much?")) == 1.0
 
 
 def test_one_in_digits_is_a_given():
