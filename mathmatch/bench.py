@@ -56,6 +56,8 @@ class BenchConfig:
         ks: cut-offs of recall (MRR and nDCG are at 10).
         rerank: a reranker checkpoint applied to every mode (``mode+rerank`` systems).
         rerank_depth: candidates the reranker rescores.
+        rerank_weight: the first stage's weight in the reranked order (None: the
+            checkpoint's; see :func:`reranker.scorer.fuse`).
         extra: more systems, e.g. an index built with a tuned encoder.
         stride: measure every N-th judged query only (a subset spread over the whole file, so
             over every source; say so when quoting).
@@ -71,6 +73,7 @@ class BenchConfig:
     ks: list[int] = field(default_factory=lambda: [1, 10, 100])
     rerank: Path | None = None
     rerank_depth: int = 20
+    rerank_weight: float | None = None
     extra: list[System] = field(default_factory=list)
     stride: int = 1
     limit: int | None = None
@@ -128,7 +131,8 @@ def _run_system(system: System, queries: list[tuple[str, str]], depth: int,
                 run[qid] = {h.doc_id: h.score for h in qhits}
             if reranker is not None:
                 run.update(reranker.rerank(dict(batch), {q: run[q] for q, _ in batch},
-                                           searcher.store, depth=cfg.rerank_depth))
+                                           searcher.store, depth=cfg.rerank_depth,
+                                           weight=cfg.rerank_weight))
     finally:
         searcher.close()
     return run, time.perf_counter() - t0

@@ -132,7 +132,8 @@ def cmd_match(args: argparse.Namespace) -> int:
             found = searcher.search_hits(batch, max(args.k, args.rerank_depth if reranker
                                                     else 0))
             if reranker is not None:
-                found = _rerank(reranker, batch, found, searcher.store, args.rerank_depth)
+                found = _rerank(reranker, batch, found, searcher.store, args.rerank_depth,
+                                args.rerank_weight)
             found = [hits[:args.k] for hits in found]
             if tiebreak is not None:
                 found = _break_ties(tiebreak, batch, found, searcher.store)
@@ -168,13 +169,13 @@ def _tiebreaker(args: argparse.Namespace):
     return TieBreaker(margin=margin, timeout=args.symbolic_timeout, finder=finder)
 
 
-def _rerank(reranker, batch, found, store, depth: int):
+def _rerank(reranker, batch, found, store, depth: int, weight: float | None = None):
     """Hits of a batch after the cross-scorer rescored each query's first *depth*."""
     from mathmatch.searcher import Hit
 
     run = {qid: {h.doc_id: h.score for h in hits}
            for (qid, _), hits in zip(batch, found, strict=False)}
-    run = reranker.rerank(dict(batch), run, store, depth=depth)
+    run = reranker.rerank(dict(batch), run, store, depth=depth, weight=weight)
     return [[Hit(doc, score, rank) for rank, (doc, score) in enumerate(run[qid].items(), 1)]
             for qid, _ in batch]
 
@@ -313,7 +314,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             from None
     cfg = BenchConfig(index=args.dir, queries=Path(args.queries), qrels=Path(args.qrels),
                       modes=args.mode.split(","), ks=ks, rerank=args.rerank,
-                      rerank_depth=args.rerank_depth,
+                      rerank_depth=args.rerank_depth, rerank_weight=args.rerank_weight,
                       extra=[_system(s) for s in args.compare], stride=args.stride,
                       limit=args.limit,
                       device=args.device, out=Path(args.out))
@@ -504,7 +505,12 @@ def build_parser() -> argparse.ArgumentParser:
                             "0.7 dense / 0.3 BM25, or reciprocal rank fusion")
     match.add_argument("--rerank", type=Path, default=None, metavar="CKPT",
                        help="rescore the first candidates with this cross-scorer checkpoint "
-                            "(from mathmatch tune reranker); the tie-break runs after it")
+                            "(from mathmatch tune reranker; 'default': the one shipped with "
+                            "mathmatch); the tie-break runs after it")
+    match.add_argument("--rerank-weight", type=float, default=None, metavar="W",
+                       help="order the rescored candidates by z(cross-scorer) + W * "
+                            "z(first stage); 0: the cross-scorer alone (default: the "
+                            "checkpoint's fusion weight, 0 if it has none)")
     match.add_argument("--rerank-depth", type=int, default=20, metavar="N",
                        help="candidates the reranker rescores (default: 20)")
     match.add_argument("--symbolic", action="store_true",
@@ -635,11 +641,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="4-bit QLoRA: auto uses it on CUDA only (default: auto)")
     rr.add_argument("--group-size", type=int, default=8, metavar="N",
                     help="answers per training group: 1 positive, N-1 negatives (default: 8)")
-    rr.add_argument("--steps", type=int, default=150, metavar="N",
-                    help="optimiser steps (default: 150)")
+    rr.add_argument("--steps", type=int, default=600, metavar="N",
+                    help="optimiser steps (default: 600)")
     rr.add_argument("--groups-per-step", type=int, default=2, metavar="N",
                     help="groups per optimiser step (default: 2)")
-    rr.add_argument("--lr", type=float, default=2e-4, help="learning rate (default: 2e-4)")
+    rr.add_argument("--lr", type=float, default=1e-3, help="learning rate (default: 1e-3)")
     rr.add_argument("--depth", type=int, default=30, metavar="N",
                     help="first-stage candidates negatives are drawn from (default: 30)")
     rr.add_argument("--mode", choices=("dense", "bm25", "hybrid"), default="hybrid",
@@ -668,7 +674,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--k", default="1,10,100", metavar="K[,K...]",
                        help="recall cut-offs (default: 1,10,100)")
     bench.add_argument("--rerank", type=Path, default=None, metavar="CKPT",
-                       help="also measure each mode followed by this reranker")
+                       help="also measure each mode followed by this reranker ('default': "
+                            "the one shipped with mathmatch)")
+    bench.add_argument("--rerank-weight", type=float, default=None, metavar="W",
+                       help="order the rescored candidates by z(cross-scorer) + W * "
+                            "z(first stage); 0: the cross-scorer alone (default: the "
+                            "checkpoint's fusion weight, 0 if it has none)")
     bench.add_argument("--rerank-depth", type=int, default=20, metavar="N",
                        help="candidates the reranker rescores (default: 20)")
     bench.add_argument("--compare", action="append", default=[], metavar="NAME=DIR[:MODE]",

@@ -7,7 +7,9 @@ the scorer from them, merges the adapter into the base on CPU (fewer operations 
 gives the same scores as the model that was trained.
 
 Reranking rescores the first ``depth`` candidates of each query by the cross-scorer and puts
-them first, in its order; candidates past ``depth`` keep their order below them.
+them first, in its order -- or in the order of its z-scores plus ``weight`` times those of the
+first stage (:func:`fuse`; the checkpoint's ``fusion.weight`` by default); candidates past
+``depth`` keep their order below them.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ from reranker.model import (
 logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "reranker.json"
+# The cross-scorer shipped with mathmatch (trained on the dev corpus, benchmark queries and
+# their answers excluded; reranker/default/README.md has the command that reproduces it).
+DEFAULT_CHECKPOINT = Path(__file__).resolve().with_name("default")
+DEFAULT_NAME = "default"
 Run = dict[str, dict[str, float]]
 
 
@@ -76,6 +82,9 @@ class Reranker:
                            "scores may differ", self.path, self.base_path)
         self.model, self.tok = _load(self.base_path, self.path, self.device,
                                      base.get("layers"))
+        # How much of the first stage the new order keeps (see :func:`fuse`): the checkpoint's
+        # ``fusion.weight`` when it has one, else 0 (the cross-scorer's order alone).
+        self.fusion_weight = float(self.config.get("fusion", {}).get("weight", 0.0))
 
     def score(self, questions: Sequence[str], answers: Sequence[str]) -> np.ndarray:
         """Scores of linear-text pairs, in order."""
@@ -88,8 +97,14 @@ class Reranker:
             self.pairs_per_second = len(rows) / max(time.perf_counter() - t, 1e-9)
         return scores
 
-    def rerank(self, queries: Mapping[str, str], run: Run, store, depth: int = 20) -> Run:
-        """Rescore each query's first *depth* candidates; the rest keep their order below."""
+    def rerank(self, queries: Mapping[str, str], run: Run, store, depth: int = 20,
+               weight: float | None = None) -> Run:
+        """Rescore each query's first *depth* candidates; the rest keep their order below.
+
+        The new order is that of :func:`fuse` with *weight* (default: the checkpoint's
+        :attr:`fusion_weight`); weight 0 is the cross-scorer's order alone.
+        """
+        weight = self.fusion_weight if weight is None else weight
         from mathmatch.searcher import linear_query
 
         pairs_q: list[str] = []
@@ -113,7 +128,7 @@ class Reranker:
             fresh.setdefault(qid, {})[doc] = float(s)
         out: Run = {}
         for qid, order in ranked.items():
-            top = fresh.get(qid, {})
+            top = fuse(run[qid], fresh.get(qid, {}), weight)
             new = dict(sorted(top.items(), key=lambda kv: -kv[1]))
             floor = min(top.values(), default=0.0)
             rest = [d for d in order if d not in top]
@@ -123,6 +138,27 @@ class Reranker:
         if slots and self.pairs_per_second:
             logger.info("reranked %d pairs at %.1f pairs/s", len(slots), self.pairs_per_second)
         return out
+
+
+def fuse(first: Mapping[str, float], cross: Mapping[str, float],
+         weight: float | None) -> dict[str, float]:
+    """Scores of a query's rescored candidates (the keys of *cross*).
+
+    ``weight=None``: the cross-scorer's scores.  Otherwise the z-score of the cross-scorer plus
+    *weight* times the z-score of the first stage, both taken over these candidates (so the
+    two scales need not agree); one candidate, or constant scores, count as z = 0.
+    """
+    docs = list(cross)
+    if weight is None or not docs:
+        return {d: float(cross[d]) for d in docs}
+
+    def z(values: np.ndarray) -> np.ndarray:
+        spread = values.std()
+        return (values - values.mean()) / spread if spread > 0 else np.zeros_like(values)
+
+    c = z(np.array([cross[d] for d in docs], dtype=np.float64))
+    f = z(np.array([first[d] for d in docs], dtype=np.float64))
+    return {d: float(v) for d, v in zip(docs, c + weight * f, strict=True)}
 
 
 def _load(base: Path, checkpoint: Path, device: str, layers: int | None = None):
@@ -135,7 +171,16 @@ def _load(base: Path, checkpoint: Path, device: str, layers: int | None = None):
     return model, tok
 
 
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """A checkpoint folder; ``default`` (when no such folder exists here) is the shipped one."""
+    if str(path) == DEFAULT_NAME and not Path(path).exists():
+        return DEFAULT_CHECKPOINT
+    return Path(path)
+
+
 def load_reranker(path: str | os.PathLike, device: str = "auto", batch_size: int = 16,
                   progress: bool = False) -> Reranker:
-    """The reranker of a checkpoint folder (see :class:`Reranker`)."""
-    return Reranker(path, device=device, batch_size=batch_size, progress=progress)
+    """The reranker of a checkpoint folder (see :class:`Reranker`); ``default`` names the one
+    shipped with mathmatch."""
+    return Reranker(resolve_checkpoint(path), device=device, batch_size=batch_size,
+                    progress=progress)

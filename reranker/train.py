@@ -73,9 +73,9 @@ class RerankTuneConfig:
     exclude_qrels: list[Path] = field(default_factory=list)
     qlora: str = "auto"
     group_size: int = 8
-    steps: int = 150
+    steps: int = 600
     groups_per_step: int = 2
-    learning_rate: float = 2e-4
+    learning_rate: float = 1e-3
     warmup_steps: int = 10
     lora_r: int = 16
     lora_alpha: int = 32
@@ -345,7 +345,8 @@ def tune_reranker(cfg: RerankTuneConfig) -> dict:
         "resumed": resumed,
         "mathmatch_version": __version__,
         # The first group scored by the trained model: loading the checkpoint must give these.
-        "probe": {"qid": probe["qid"], "docs": probe["docs"],
+        "probe": {"qid": probe["qid"], "docs": probe["docs"], "question": probe["question"],
+                  "answers": [answer(d) for d in probe["docs"]],
                   "scores": [round(float(x), 6) for x in probe_scores]},
     }
     if device == "cuda":

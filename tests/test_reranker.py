@@ -206,6 +206,7 @@ class _FixedScorer(Reranker):
 
     def __init__(self) -> None:  # no model to load
         self.pairs_per_second = None
+        self.fusion_weight = 0.0
 
     def score(self, questions, answers):
         return np.array([float(len(a)) for a in answers], dtype=np.float32)
@@ -228,6 +229,55 @@ def test_rerank_reorders_the_top_depth_and_keeps_the_rest_below_in_order():
     assert list(out["q"]) == ["b", "c", "a", "d", "e"]
     scores = list(out["q"].values())
     assert scores == sorted(scores, reverse=True)
+
+
+def test_fusion_weighs_the_first_stage_in_by_z_scores():
+    from reranker.scorer import fuse
+
+    first = {"a": 10.0, "b": 9.0, "c": 1.0}
+    cross = {"a": -1.0, "b": 1.0, "c": 0.0}
+    assert fuse(first, cross, None) == cross  # the cross-scorer alone
+    mixed = fuse(first, cross, 1.0)
+    # z(cross) = (-1.22, 1.22, 0); z(first) = (0.83, 0.58, -1.41): b, a, c
+    assert sorted(mixed, key=mixed.get, reverse=True) == ["b", "a", "c"]
+    assert mixed["a"] == pytest.approx(-1.2247 + 0.8276, abs=1e-3)
+    heavy = fuse(first, cross, 10.0)
+    assert sorted(heavy, key=heavy.get, reverse=True) == ["a", "b", "c"]  # the first stage
+    assert fuse({"a": 1.0}, {"a": 5.0}, 1.0) == {"a": 0.0}  # one candidate: nothing to scale
+    store = _Store({"a": "x", "b": "xxx", "c": "xx"})
+    out = _FixedScorer().rerank({"q": "question"}, {"q": first}, store, depth=3, weight=10.0)
+    assert list(out["q"]) == ["a", "b", "c"]
+
+
+def test_the_shipped_checkpoint_is_complete_and_names_its_base():
+    """``--rerank default`` resolves to the packaged checkpoint, whose files and settings
+    load (the model itself needs the converted base: the slow test below)."""
+    from reranker.scorer import CONFIG_FILE, DEFAULT_CHECKPOINT, resolve_checkpoint
+
+    assert resolve_checkpoint("default") == DEFAULT_CHECKPOINT
+    cfg = json.loads((DEFAULT_CHECKPOINT / CONFIG_FILE).read_text())
+    assert cfg["base"]["name"] == "smollm2-135m-instruct" and cfg["base"]["layers"] == 8
+    assert Budget(**cfg["budget"]).max_length == 256 and cfg["fusion"]["weight"] > 0
+    assert cfg["exclusions"]["query_ids"] == 1500  # the dev match queries were kept out
+    adapter = json.loads((DEFAULT_CHECKPOINT / "adapter_config.json").read_text())
+    assert set(adapter["target_modules"]) == set(cfg["lora"]["targets"])
+    from safetensors import safe_open
+
+    with safe_open(str(DEFAULT_CHECKPOINT / "adapter_model.safetensors"), "pt") as fh:
+        keys = list(fh.keys())
+    assert any("score" in k for k in keys) and any("lora_A" in k for k in keys)
+    assert not any(f"layers.{cfg['base']['layers']}." in k for k in keys)  # 8 layers only
+
+
+@pytest.mark.slow
+def test_the_shipped_checkpoint_reproduces_its_probe_scores():
+    """Loads SmolLM2 (converted from the packaged GGUF on first use) with the shipped
+    adapter: the probe pair scores saved at training time come back."""
+    rr = load_reranker("default", device="cpu")
+    probe = rr.config["probe"]
+    assert rr.fusion_weight == rr.config["fusion"]["weight"]
+    assert np.allclose(rr.score([probe["question"]] * len(probe["docs"]), probe["answers"]),
+                       probe["scores"], atol=1e-3)
 
 
 def test_match_with_rerank_writes_reranked_hits(sample_index, tiny_llama_path, tmp_path,

@@ -1,0 +1,141 @@
+"""Does the cross-scorer help matching? Dev MRR@10 and R@1 of the first stage, reranked.
+
+    python -m benchmarks.rerank --index DIR --rerank CKPT [--data ../shared/data]
+                                [--mode hybrid] [--depth 20] [--stride 5]
+                                [--out build/bench/rerank.json]
+
+The dev match queries (every ``stride``-th: a subset spread over both sources, since the
+queries file lists them by source) are searched once; the first ``depth`` candidates of each are
+scored once by the cross-scorer (pairs/s reported). Systems, on the same candidates:
+
+* ``first stage``: the index's order;
+* ``reranked``: the cross-scorer's order (what ``match --rerank`` does);
+* ``fused w``: z-scores of the cross-scorer plus ``w`` times z-scores of the first stage
+  within each query's candidates (:func:`reranker.scorer.fuse`), for each ``w`` of a grid.
+
+The fusion weight is chosen on the even-numbered queries of the subset (the largest MRR@10
+there); the odd-numbered ones are held out. Figures: MRR@10 and R@1 overall and per source on
+the even, odd and all queries. Candidates past ``depth`` keep their first-stage order below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.machine import describe, machine
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+WEIGHTS = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
+METRICS = ("mrr@10", "recall@1", "recall@10")
+
+
+def _metrics(qrels, run, groups, keep) -> dict:
+    from mathmatch.evaluate import evaluate_groups
+
+    sub = {q: d for q, d in qrels.items() if q in keep}
+    return evaluate_groups(sub, run, METRICS, groups)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--index", type=Path, required=True)
+    p.add_argument("--rerank", type=Path, required=True, help="reranker checkpoint folder")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--mode", default="hybrid", choices=("bm25", "dense", "hybrid"))
+    p.add_argument("--depth", type=int, default=20, help="candidates rescored (default: 20)")
+    p.add_argument("--stride", type=int, default=5,
+                   help="every N-th judged query (default: 5, 300 of the 1,500)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", type=Path, default=Path("build/bench/rerank.json"))
+    args = p.parse_args(argv)
+    from mathmatch.runs import iter_queries, read_qrels
+    from mathmatch.searcher import linear_query, open_searcher
+    from reranker import load_reranker
+    from reranker.scorer import fuse
+
+    task = args.data / "tasks" / "match"
+    qrels = read_qrels(task / "qrels.tsv")
+    queries = [(q, t) for q, t in iter_queries(task / "queries.jsonl") if q in qrels]
+    queries = queries[::args.stride]
+    qrels = {q: qrels[q] for q, _ in queries}
+    even = {q for i, (q, _) in enumerate(queries) if i % 2 == 0}
+    odd = {q for q, _ in queries} - even
+    everyone = even | odd
+
+    searcher = open_searcher(args.index, mode=args.mode, device=args.device)
+    store = searcher.store
+    t0 = time.perf_counter()
+    hits = searcher.search_hits(queries, max(args.depth, 10))
+    search_s = time.perf_counter() - t0
+    groups = {}
+    for q, docs in qrels.items():
+        rec = store.by_id(next(iter(docs)))
+        groups[q] = rec.record.source if rec is not None else "?"
+    first = {q: {h.doc_id: float(h.score) for h in hs} for (q, _), hs in zip(queries, hits,
+                                                                             strict=True)}
+    rr = load_reranker(args.rerank, device=args.device, progress=True)
+    pairs_q, pairs_a, slots = [], [], []
+    for q, text in queries:
+        qtext = linear_query(q, text)
+        for doc in list(first[q])[:args.depth]:
+            pairs_q.append(qtext)
+            pairs_a.append(store.by_id(doc).answer_text)
+            slots.append((q, doc))
+    t0 = time.perf_counter()
+    scores = rr.score(pairs_q, pairs_a)
+    score_s = time.perf_counter() - t0
+    cross: dict[str, dict[str, float]] = {}
+    for (q, doc), s in zip(slots, scores, strict=True):
+        cross.setdefault(q, {})[doc] = float(s)
+
+    def run_for(weight: float | None) -> dict:
+        out = {}
+        for q in first:
+            top = fuse(first[q], cross.get(q, {}), weight)
+            rest = [d for d in first[q] if d not in top]
+            floor = min(top.values(), default=0.0)
+            ranked = dict(sorted(top.items(), key=lambda kv: -kv[1]))
+            for i, d in enumerate(rest, 1):
+                ranked[d] = floor - i
+            out[q] = ranked
+        return out
+
+    systems = {"first stage": {q: dict(d) for q, d in first.items()}, "reranked": run_for(None)}
+    for w in WEIGHTS:
+        systems[f"fused {w}"] = run_for(w)
+    table = {name: {split: _metrics(qrels, run, groups, keep)
+                    for split, keep in (("even", even), ("odd", odd), ("all", everyone))}
+             for name, run in systems.items()}
+    fused = [f"fused {w}" for w in WEIGHTS]
+    chosen = max(fused, key=lambda n: (table[n]["even"]["all"]["mrr@10"], n))
+    result = {
+        "task": "dev match queries, every stride-th", "mode": args.mode, "depth": args.depth,
+        "stride": args.stride, "queries": len(queries), "pairs": len(slots),
+        "search_seconds": round(search_s, 1), "score_seconds": round(score_s, 1),
+        "pairs_per_second": round(len(slots) / score_s, 2), "chosen_weight": chosen,
+        "checkpoint": str(args.rerank), "systems": table, "machine": machine(),
+    }
+    print(f"machine: {describe(result['machine'])}")
+    print(f"{len(queries)} queries (every {args.stride}-th), {len(slots)} pairs scored in "
+          f"{score_s:.0f} s: {result['pairs_per_second']} pairs/s")
+    print(f"fusion weight chosen on the even queries: {chosen}; odd queries held out")
+    groups_seen = sorted(table["first stage"]["all"])
+    print(f"{'system':<14}{'split':<6}" + "".join(f"{g + ' MRR@10':>16}{g + ' R@1':>12}"
+                                                  for g in groups_seen))
+    for name in ["first stage", "reranked", chosen] + [n for n in fused if n != chosen]:
+        for split in ("even", "odd", "all"):
+            row = table[name][split]
+            print(f"{name:<14}{split:<6}" + "".join(
+                f"{row[g]['mrr@10']:16.4f}{row[g]['recall@1']:12.4f}" for g in groups_seen))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    searcher.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
