@@ -144,12 +144,13 @@ def fuse(first: Mapping[str, float], cross: Mapping[str, float],
          weight: float | None) -> dict[str, float]:
     """Scores of a query's rescored candidates (the keys of *cross*).
 
-    ``weight=None``: the cross-scorer's scores.  Otherwise the z-score of the cross-scorer plus
-    *weight* times the z-score of the first stage, both taken over these candidates (so the
-    two scales need not agree); one candidate, or constant scores, count as z = 0.
+    ``weight`` None or 0: the cross-scorer's own scores.  Otherwise the z-score of the
+    cross-scorer plus *weight* times the z-score of the first stage, both taken over these
+    candidates (so the two scales need not agree); one candidate, or constant scores, count as
+    z = 0.
     """
     docs = list(cross)
-    if weight is None or not docs:
+    if not weight or not docs:
         return {d: float(cross[d]) for d in docs}
 
     def z(values: np.ndarray) -> np.ndarray:

@@ -236,7 +236,7 @@ def test_fusion_weighs_the_first_stage_in_by_z_scores():
 
     first = {"a": 10.0, "b": 9.0, "c": 1.0}
     cross = {"a": -1.0, "b": 1.0, "c": 0.0}
-    assert fuse(first, cross, None) == cross  # the cross-scorer alone
+    assert fuse(first, cross, None) == fuse(first, cross, 0.0) == cross  # the scorer alone
     mixed = fuse(first, cross, 1.0)
     # z(cross) = (-1.22, 1.22, 0); z(first) = (0.83, 0.58, -1.41): b, a, c
     assert sorted(mixed, key=mixed.get, reverse=True) == ["b", "a", "c"]
