@@ -394,6 +394,15 @@ def _add_tuning_options(p: argparse.ArgumentParser) -> None:
     _add_device(p)
 
 
+def _add_rerank_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rerank-weight", type=float, default=None, metavar="W",
+                   help="order the rescored candidates by z(cross-scorer) + W * z(first "
+                        "stage); 0: the cross-scorer alone (default: the checkpoint's fusion "
+                        "weight, 0 if it has none)")
+    p.add_argument("--rerank-depth", type=int, default=20, metavar="N",
+                   help="candidates the reranker rescores (default: 20)")
+
+
 def _add_limits(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-record-bytes", type=int, default=4 * 1024 * 1024, metavar="N",
                    help="refuse records larger than N bytes (default: 4 MiB)")
@@ -507,12 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="rescore the first candidates with this cross-scorer checkpoint "
                             "(from mathmatch tune reranker; 'default': the one shipped with "
                             "mathmatch); the tie-break runs after it")
-    match.add_argument("--rerank-weight", type=float, default=None, metavar="W",
-                       help="order the rescored candidates by z(cross-scorer) + W * "
-                            "z(first stage); 0: the cross-scorer alone (default: the "
-                            "checkpoint's fusion weight, 0 if it has none)")
-    match.add_argument("--rerank-depth", type=int, default=20, metavar="N",
-                       help="candidates the reranker rescores (default: 20)")
+    _add_rerank_options(match)
     match.add_argument("--symbolic", action="store_true",
                        help="break near-ties of the ranking by symbolic evidence about the "
                             "candidates' final answers (see README, 'Symbolic checks')")
@@ -676,12 +680,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--rerank", type=Path, default=None, metavar="CKPT",
                        help="also measure each mode followed by this reranker ('default': "
                             "the one shipped with mathmatch)")
-    bench.add_argument("--rerank-weight", type=float, default=None, metavar="W",
-                       help="order the rescored candidates by z(cross-scorer) + W * "
-                            "z(first stage); 0: the cross-scorer alone (default: the "
-                            "checkpoint's fusion weight, 0 if it has none)")
-    bench.add_argument("--rerank-depth", type=int, default=20, metavar="N",
-                       help="candidates the reranker rescores (default: 20)")
+    _add_rerank_options(bench)
     bench.add_argument("--compare", action="append", default=[], metavar="NAME=DIR[:MODE]",
                        help="another system in the same run, e.g. tuned=idx-tuned:dense "
                             "(repeatable)")
