@@ -117,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         "stride": args.stride, "queries": len(queries), "pairs": len(slots),
         "search_seconds": round(search_s, 1), "score_seconds": round(score_s, 1),
         "pairs_per_second": round(len(slots) / score_s, 2), "chosen_weight": chosen,
-        "checkpoint": str(args.rerank), "systems": table, "machine": machine(),
+        "checkpoint": str(args.rerank), "systems": table, "chosen": table[chosen],
+        "machine": machine(),
     }
     print(f"machine: {describe(result['machine'])}")
     print(f"{len(queries)} queries (every {args.stride}-th), {len(slots)} pairs scored in "
