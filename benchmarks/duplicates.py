@@ -67,13 +67,9 @@ def fit(pairs: list[dict], seeds: dict[str, str], qi) -> None:
     from mathmatch.dedup import (
         FEATURES,
         Side,
-        cosine_gate,
         fit_logistic,
-        givens_gate,
         pair_features,
-        restated,
-        score_features,
-        shared_givens,
+        score_pair,
     )
 
     even = [p for p in pairs if p["seed_idx"] % 2 == 0]
@@ -85,10 +81,9 @@ def fit(pairs: list[dict], seeds: dict[str, str], qi) -> None:
     x = np.array([pair_features(s, v) for s, v in sides])
     y = np.array([p["duplicate"] for p in even], dtype=float)
     w, bias = fit_logistic(x, y)
-    # Scored as score_pair does, with the refitted weights, so the threshold sees its gates.
-    scores = {p["variant_id"]: cosine_gate(float(c)) * (
-        1.0 if restated(*sv) else givens_gate(shared_givens(*sv)) * score_features(v, w, bias))
-        for p, sv, v, c in zip(even, sides, x, cos, strict=True)}
+    # Scored by score_pair with the refitted weights, so the threshold sees its gates.
+    scores = {p["variant_id"]: score_pair(*sv, float(c), w, bias)
+              for p, sv, c in zip(even, sides, cos, strict=True)}
     print("fitted on", len(even), "even pairs:")
     print("WEIGHTS = (" + ", ".join(f"{v:.3f}" for v in w) + ")")
     print(f"BIAS = {bias:.3f}")

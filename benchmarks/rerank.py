@@ -33,13 +33,6 @@ WEIGHTS = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
 METRICS = ("mrr@10", "recall@1", "recall@10")
 
 
-def _metrics(qrels, run, groups, keep) -> dict:
-    from mathmatch.evaluate import evaluate_groups
-
-    sub = {q: d for q, d in qrels.items() if q in keep}
-    return evaluate_groups(sub, run, METRICS, groups)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--index", type=Path, required=True)
@@ -52,10 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, default=Path("build/bench/rerank.json"))
     args = p.parse_args(argv)
+    from mathmatch.evaluate import evaluate_splits
     from mathmatch.runs import iter_queries, read_qrels
-    from mathmatch.searcher import linear_query, open_searcher
+    from mathmatch.searcher import open_searcher
     from reranker import load_reranker
-    from reranker.scorer import fuse
+    from reranker.scorer import reorder
 
     task = args.data / "tasks" / "match"
     qrels = read_qrels(task / "qrels.tsv")
@@ -63,65 +57,40 @@ def main(argv: list[str] | None = None) -> int:
     queries = queries[::args.stride]
     qrels = {q: qrels[q] for q, _ in queries}
     even = {q for i, (q, _) in enumerate(queries) if i % 2 == 0}
-    odd = {q for q, _ in queries} - even
-    everyone = even | odd
+    splits = {"even": even, "odd": set(qrels) - even, "all": set(qrels)}
 
     searcher = open_searcher(args.index, mode=args.mode, device=args.device)
     store = searcher.store
     t0 = time.perf_counter()
-    hits = searcher.search_hits(queries, max(args.depth, 10))
+    first = searcher.search(queries, max(args.depth, 10))
     search_s = time.perf_counter() - t0
     groups = {}
     for q, docs in qrels.items():
         rec = store.by_id(next(iter(docs)))
         groups[q] = rec.record.source if rec is not None else "?"
-    first = {q: {h.doc_id: float(h.score) for h in hs} for (q, _), hs in zip(queries, hits,
-                                                                             strict=True)}
     rr = load_reranker(args.rerank, device=args.device, progress=True)
-    pairs_q, pairs_a, slots = [], [], []
-    for q, text in queries:
-        qtext = linear_query(q, text)
-        for doc in list(first[q])[:args.depth]:
-            pairs_q.append(qtext)
-            pairs_a.append(store.by_id(doc).answer_text)
-            slots.append((q, doc))
     t0 = time.perf_counter()
-    scores = rr.score(pairs_q, pairs_a)
+    cross = rr.rescore(dict(queries), first, store, depth=args.depth)  # scored once
     score_s = time.perf_counter() - t0
-    cross: dict[str, dict[str, float]] = {}
-    for (q, doc), s in zip(slots, scores, strict=True):
-        cross.setdefault(q, {})[doc] = float(s)
+    pairs = sum(len(d) for d in cross.values())
 
-    def run_for(weight: float | None) -> dict:
-        out = {}
-        for q in first:
-            top = fuse(first[q], cross.get(q, {}), weight)
-            rest = [d for d in first[q] if d not in top]
-            floor = min(top.values(), default=0.0)
-            ranked = dict(sorted(top.items(), key=lambda kv: -kv[1]))
-            for i, d in enumerate(rest, 1):
-                ranked[d] = floor - i
-            out[q] = ranked
-        return out
-
-    systems = {"first stage": {q: dict(d) for q, d in first.items()}, "reranked": run_for(None)}
+    systems = {"first stage": first, "reranked": reorder(first, cross, None)}
     for w in WEIGHTS:
-        systems[f"fused {w}"] = run_for(w)
-    table = {name: {split: _metrics(qrels, run, groups, keep)
-                    for split, keep in (("even", even), ("odd", odd), ("all", everyone))}
+        systems[f"fused {w}"] = reorder(first, cross, w)
+    table = {name: evaluate_splits(qrels, run, METRICS, groups, splits)
              for name, run in systems.items()}
     fused = [f"fused {w}" for w in WEIGHTS]
     chosen = max(fused, key=lambda n: (table[n]["even"]["all"]["mrr@10"], n))
     result = {
         "task": "dev match queries, every stride-th", "mode": args.mode, "depth": args.depth,
-        "stride": args.stride, "queries": len(queries), "pairs": len(slots),
+        "stride": args.stride, "queries": len(queries), "pairs": pairs,
         "search_seconds": round(search_s, 1), "score_seconds": round(score_s, 1),
-        "pairs_per_second": round(len(slots) / score_s, 2), "chosen_weight": chosen,
+        "pairs_per_second": round(pairs / score_s, 2), "chosen_weight": chosen,
         "checkpoint": str(args.rerank), "systems": table, "chosen": table[chosen],
         "machine": machine(),
     }
     print(f"machine: {describe(result['machine'])}")
-    print(f"{len(queries)} queries (every {args.stride}-th), {len(slots)} pairs scored in "
+    print(f"{len(queries)} queries (every {args.stride}-th), {pairs} pairs scored in "
           f"{score_s:.0f} s: {result['pairs_per_second']} pairs/s")
     print(f"fusion weight chosen on the even queries: {chosen}; odd queries held out")
     groups_seen = sorted(table["first stage"]["all"])

@@ -39,13 +39,6 @@ MIN_GAIN = 0.002
 VARIANTS = ("full", "no-consensus")
 
 
-def _metrics(qrels, run, groups, keep) -> dict:
-    from mathmatch.evaluate import evaluate_groups
-
-    sub = {q: d for q, d in qrels.items() if q in keep}
-    return evaluate_groups(sub, run, METRICS, groups)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--index", type=Path, required=True)
@@ -54,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=None, help="only the first N queries")
     p.add_argument("--out", type=Path, default=Path("build/bench/tiebreak.json"))
     args = p.parse_args(argv)
+    from mathmatch.evaluate import evaluate_splits
     from mathmatch.finder import DuplicateFinder
     from mathmatch.questions import QuestionIndex
     from mathmatch.runs import iter_queries, read_qrels
@@ -66,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     qrels = {q: d for q, d in qrels.items() if q in dict(queries)}
     even = {q for i, (q, _) in enumerate(queries) if i % 2 == 0}
     odd = {q for q, _ in queries} - even
-    everyone = even | odd
+    splits = {"even": even, "odd": odd, "all": even | odd}
     t0 = time.perf_counter()
     finder = DuplicateFinder(QuestionIndex.open(args.index, device="cpu"))
     store = finder.store
@@ -98,9 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                       for d in run[qid]}
             evidence[qid] = tb.gather(text, finals, list(run[qid]), dup_finals[qid])
         ev_seconds = time.perf_counter() - t1
-        base = {"even": _metrics(qrels, run, groups, even),
-                "odd": _metrics(qrels, run, groups, odd),
-                "all": _metrics(qrels, run, groups, everyone)}
+        base = evaluate_splits(qrels, run, METRICS, groups, splits)
         checked = [e for ev in evidence.values() for e in ev.values()]
         gold = [evidence[q][d] for q, docs in qrels.items() for d in docs if d in evidence[q]]
         entry = {"without": base, "variants": {},
@@ -117,9 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             sweep = {}
             for margin in MARGINS[mode]:
                 rr = {q: reorder(r, margin, ev_v[q]) for q, r in run.items()}
-                sweep[margin] = {"even": _metrics(qrels, rr, groups, even),
-                                 "odd": _metrics(qrels, rr, groups, odd),
-                                 "all": _metrics(qrels, rr, groups, everyone),
+                sweep[margin] = {**evaluate_splits(qrels, rr, METRICS, groups, splits),
                                  "queries_reordered": sum(list(rr[q]) != list(run[q])
                                                           for q in run)}
             b = base["even"]["all"]

@@ -154,17 +154,26 @@ def _counts_something_known(text: str, q: Quantity, known: set[str], money_known
     the content word after it: ``2 turkeys``) occurs there."""
     if "$" in text[max(0, q.start - 1):q.end] or _MONEY_RE.match(text, q.end):
         return money_known
-    after = [_stem(w) for w in words(text[q.end:q.end + 40])
-             if len(w) > 1 and w not in _STOP_WORDS and w != "of"][:1]
-    return any(w in known for w in after)
+    unit = next((w for w in words(text[q.end:q.end + 40])
+                 if len(w) > 1 and w not in _STOP_WORDS and w != "of"), None)
+    return unit is not None and _stem(unit) in known
 
 
 def _count(regex: re.Pattern, tokens: list[str]) -> int:
     return sum(1 for t in tokens if regex.fullmatch(t))
 
 
-def pair_features(a: Side, b: Side) -> np.ndarray:
-    """The feature vector (order of :data:`FEATURES`) of a pair of questions; symmetric."""
+def _diff(a: Side, b: Side) -> tuple[list[str], list[str]]:
+    """The words of each side's text that the other lacks (:func:`_added` of their tokens)."""
+    return _added(_TOKEN_RE.findall(a.text.lower()), _TOKEN_RE.findall(b.text.lower()))
+
+
+def pair_features(a: Side, b: Side,
+                  diff: tuple[list[str], list[str]] | None = None) -> np.ndarray:
+    """The feature vector (order of :data:`FEATURES`) of a pair of questions; symmetric.
+
+    *diff*: :func:`_diff` of the pair, when the caller already has it.
+    """
     va, vb = a.givens.values, b.givens.values
     only_a, only_b = va - vb, vb - va
     na, nb = sum(only_a.values()), sum(only_b.values())
@@ -173,11 +182,11 @@ def pair_features(a: Side, b: Side) -> np.ndarray:
     small_sentences = [set(words(small.text[s:e])) for s, e in small.givens.sentences()]
     edited = new = new_thing = known_thing = 0
     first = None
-    known, money_known = _content(small.text), bool(_MONEY_RE.search(small.text))
+    small_words, money_known = _content(small.text), bool(_MONEY_RE.search(small.text))
     for q in large.givens.quantities:
-        if extras.get(q.value, 0) <= 0:
+        if extras.get(q.key, 0) <= 0:
             continue
-        extras[q.value] -= 1
+        extras[q.key] -= 1
         first = q.start if first is None else first
         span = next(((s, e) for s, e in large.givens.sentences() if s <= q.start < e),
                     (0, len(large.text)))
@@ -186,12 +195,11 @@ def pair_features(a: Side, b: Side) -> np.ndarray:
             edited += 1
         else:
             new += 1
-        if _counts_something_known(large.text, q, known, money_known):
+        if _counts_something_known(large.text, q, small_words, money_known):
             known_thing += 1
         else:
             new_thing += 1
-    ta, tb = _TOKEN_RE.findall(a.text.lower()), _TOKEN_RE.findall(b.text.lower())
-    add_a, add_b = _added(ta, tb)
+    add_a, add_b = diff if diff is not None else _diff(a, b)
     add_large, add_small = (add_b, add_a) if swap else (add_a, add_b)
     has_extra = float(max(na, nb) > 0)
     overlap = _jaccard(set(words(_question_sentence(a))), set(words(_question_sentence(b))))
@@ -239,7 +247,7 @@ def cosine_gate(cosine: float) -> float:
     return min(1.0, max(0.0, (cosine - COSINE_FLOOR) / (COSINE_FULL - COSINE_FLOOR)))
 
 
-def restated(a: Side, b: Side) -> bool:
+def restated(a: Side, b: Side, diff: tuple[list[str], list[str]] | None = None) -> bool:
     """Whether two questions are the same problem written again: the same givens and formulas,
     and no content word of one side's changed text missing from the other's (case, spacing,
     punctuation, stop words and word endings may differ: ``makes`` for ``make``).
@@ -250,7 +258,7 @@ def restated(a: Side, b: Side) -> bool:
         return False
     if {q.form for q in a.givens.quantities} != {q.form for q in b.givens.quantities}:
         return False  # ``2/5`` for ``0.4``: GSM-Plus counts a converted given as a change
-    add_a, add_b = _added(_TOKEN_RE.findall(a.text.lower()), _TOKEN_RE.findall(b.text.lower()))
+    add_a, add_b = diff if diff is not None else _diff(a, b)
     if any(w in VAGUE for w in add_a + add_b):
         return False  # ``one`` -> ``some``: a given withdrawn
     return not (_content(" ".join(add_a)) ^ _content(" ".join(add_b)))
@@ -269,13 +277,16 @@ def givens_gate(shared: float) -> float:
     return min(1.0, shared / SHARED_FULL)
 
 
-def score_pair(a: Side, b: Side, cosine: float) -> float:
+def score_pair(a: Side, b: Side, cosine: float, weights: Sequence[float] = WEIGHTS,
+               bias: float = BIAS) -> float:
     """Duplicate score of two questions: 1 for a restated question (:func:`restated`), else
-    the givens model; gated by embedding similarity and by the share of shared givens."""
-    if restated(a, b):
+    the givens model (*weights*, *bias*: other fitted ones, when refitting); gated by
+    embedding similarity and by the share of shared givens."""
+    diff = _diff(a, b)
+    if restated(a, b, diff):
         return cosine_gate(cosine)
     return cosine_gate(cosine) * givens_gate(shared_givens(a, b)) * \
-        score_features(pair_features(a, b))
+        score_features(pair_features(a, b, diff), weights, bias)
 
 
 def duplicate_score(a: str, b: str, cosine: float, raw_a: str | None = None,

@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Collection, Mapping, Sequence
 
 Run = Mapping[str, Mapping[str, float]]
 Qrels = Mapping[str, Mapping[str, int]]
@@ -62,14 +62,26 @@ def evaluate_run(qrels: Qrels, run: Run, metrics: Sequence[str]) -> dict[str, fl
 
 
 def evaluate_groups(qrels: Qrels, run: Run, metrics: Sequence[str],
-                    groups: Mapping[str, str]) -> dict[str, dict[str, float]]:
-    """Metrics overall (``"all"``) and for each group of queries (e.g. by corpus source)."""
+                    groups: Mapping[str, str],
+                    only: Collection[str] | None = None) -> dict[str, dict[str, float]]:
+    """Metrics overall (``"all"``) and for each group of queries (e.g. by corpus source);
+    with *only*, over those queries alone (a held-out half, say)."""
+    if only is not None:
+        qrels = {q: d for q, d in qrels.items() if q in only}
     out = {"all": evaluate_run(qrels, run, metrics)}
     for name in sorted(set(groups.values())):
         sub = {q: d for q, d in qrels.items() if groups.get(q) == name}
         if any(any(r > 0 for r in d.values()) for d in sub.values()):
             out[name] = evaluate_run(sub, run, metrics)
     return out
+
+
+def evaluate_splits(qrels: Qrels, run: Run, metrics: Sequence[str], groups: Mapping[str, str],
+                    splits: Mapping[str, Collection[str]]) -> dict[str, dict]:
+    """:func:`evaluate_groups` on each named subset of the queries (``{"even": ..., "odd":
+    ...}``: a half something was chosen on and the half held out)."""
+    return {name: evaluate_groups(qrels, run, metrics, groups, only=keep)
+            for name, keep in splits.items()}
 
 
 def counts(qrels: Qrels, groups: Mapping[str, str]) -> dict[str, int]:

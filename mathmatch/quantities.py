@@ -27,6 +27,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import cached_property
 
 _UNITS = {w: i for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
@@ -42,11 +43,12 @@ _MULTIPLIERS = {"twice": 2, "double": 2, "doubles": 2, "doubled": 2, "twofold": 
                 "triples": 3, "tripled": 3, "thrice": 3, "threefold": 3, "quadruple": 4,
                 "fourfold": 4, "dozen": 12, "dozens": 12, "decade": 10, "decades": 10}
 # Words that name a number of sides or a precision: "a hexagonal prism", "to the nearest tenth".
-_NAMED = {f"{stem}{end}": n for stem, n in (
-    ("triang", 3), ("quadrilateral", 4), ("pentag", 5), ("hexag", 6), ("heptag", 7),
-    ("octag", 8), ("nonag", 9), ("decag", 10), ("dodecag", 12))
-    for end in (("le", "les", "ular") if stem == "triang" else ("", "s") if stem ==
-                "quadrilateral" else ("on", "ons", "onal"))}
+_NAMED = {"triangle": 3, "triangles": 3, "triangular": 3, "quadrilateral": 4,
+          "quadrilaterals": 4, "pentagon": 5, "pentagons": 5, "pentagonal": 5, "hexagon": 6,
+          "hexagons": 6, "hexagonal": 6, "heptagon": 7, "heptagons": 7, "heptagonal": 7,
+          "octagon": 8, "octagons": 8, "octagonal": 8, "nonagon": 9, "nonagons": 9,
+          "nonagonal": 9, "decagon": 10, "decagons": 10, "decagonal": 10, "dodecagon": 12,
+          "dodecagons": 12, "dodecagonal": 12}
 _PRECISION = {"tenth": Fraction(1, 10), "hundredth": Fraction(1, 100),
               "thousandth": Fraction(1, 1000), "integer": Fraction(1), "whole": Fraction(1)}
 # Words that stand for a given that is not stated ("several tables", "some roof frames").
@@ -67,7 +69,13 @@ class Quantity:
     value: Fraction
     start: int
     end: int
-    form: str = "word"  # digits, decimal, fraction, percent or word
+    form: str = "word"  # digits, decimal, fraction, percent, word or precision
+
+    @property
+    def key(self) -> Fraction | tuple[str, Fraction]:
+        """What two givens must share to be the same: the value, or for a rounding precision
+        (``nearest tenth``) the value marked as one, so it never matches the number 0.1."""
+        return ("precision", self.value) if self.form == "precision" else self.value
 
 
 @dataclass
@@ -78,12 +86,10 @@ class Givens:
     quantities: list[Quantity] = field(default_factory=list)
     formulas: Counter = field(default_factory=Counter)
 
-    @property
+    @cached_property
     def values(self) -> Counter:
-        """Multiset of the values (``1`` written as a word left out); a rounding precision
-        (``nearest tenth``) is kept apart from the numbers."""
-        return Counter(("precision", q.value) if q.form == "precision" else q.value
-                       for q in self.quantities if q.value != 1 or q.form != "word")
+        """Multiset of the givens' :attr:`Quantity.key` (``1`` written as a word left out)."""
+        return Counter(q.key for q in self.quantities if q.value != 1 or q.form != "word")
 
     def sentences(self) -> list[tuple[int, int]]:
         """``(start, end)`` offsets of the sentences of the text."""

@@ -97,25 +97,16 @@ class Reranker:
             self.pairs_per_second = len(rows) / max(time.perf_counter() - t, 1e-9)
         return scores
 
-    def rerank(self, queries: Mapping[str, str], run: Run, store, depth: int = 20,
-               weight: float | None = None) -> Run:
-        """Rescore each query's first *depth* candidates; the rest keep their order below.
-
-        The new order is that of :func:`fuse` with *weight* (default: the checkpoint's
-        :attr:`fusion_weight`); weight 0 is the cross-scorer's order alone.
-        """
-        weight = self.fusion_weight if weight is None else weight
+    def rescore(self, queries: Mapping[str, str], run: Run, store, depth: int = 20) -> Run:
+        """The cross-scorer's scores of each query's first *depth* candidates."""
         from mathmatch.searcher import linear_query
 
         pairs_q: list[str] = []
         pairs_a: list[str] = []
         slots: list[tuple[str, str]] = []
-        ranked: dict[str, list[str]] = {}
         for qid, hits in run.items():
-            order = sorted(hits, key=hits.get, reverse=True)
-            ranked[qid] = order
             qtext = linear_query(qid, queries[qid]) if qid in queries else ""
-            for doc in order[:depth]:
+            for doc in sorted(hits, key=hits.get, reverse=True)[:depth]:
                 rec = store.by_id(doc)
                 if rec is None:
                     continue
@@ -123,21 +114,34 @@ class Reranker:
                 pairs_a.append(rec.answer_text)
                 slots.append((qid, doc))
         scores = self.score(pairs_q, pairs_a)
-        fresh: dict[str, dict[str, float]] = {}
+        fresh: Run = {qid: {} for qid in run}
         for (qid, doc), s in zip(slots, scores, strict=True):
-            fresh.setdefault(qid, {})[doc] = float(s)
-        out: Run = {}
-        for qid, order in ranked.items():
-            top = fuse(run[qid], fresh.get(qid, {}), weight)
-            new = dict(sorted(top.items(), key=lambda kv: -kv[1]))
-            floor = min(top.values(), default=0.0)
-            rest = [d for d in order if d not in top]
-            for i, doc in enumerate(rest, 1):
-                new[doc] = floor - i  # below every rescored candidate, in the old order
-            out[qid] = new
+            fresh[qid][doc] = float(s)
         if slots and self.pairs_per_second:
             logger.info("reranked %d pairs at %.1f pairs/s", len(slots), self.pairs_per_second)
-        return out
+        return fresh
+
+    def rerank(self, queries: Mapping[str, str], run: Run, store, depth: int = 20,
+               weight: float | None = None) -> Run:
+        """Rescore each query's first *depth* candidates and reorder (:func:`reorder`) with
+        *weight* (default: the checkpoint's :attr:`fusion_weight`)."""
+        fresh = self.rescore(queries, run, store, depth)
+        return reorder(run, fresh, self.fusion_weight if weight is None else weight)
+
+
+def reorder(run: Run, fresh: Run, weight: float | None) -> Run:
+    """Each query's rescored candidates first, in the order of :func:`fuse`; the others keep
+    their first-stage order below every rescored one."""
+    out: Run = {}
+    for qid, hits in run.items():
+        top = fuse(hits, fresh.get(qid, {}), weight)
+        new = dict(sorted(top.items(), key=lambda kv: -kv[1]))
+        floor = min(top.values(), default=0.0)
+        rest = [d for d in sorted(hits, key=hits.get, reverse=True) if d not in top]
+        for i, doc in enumerate(rest, 1):
+            new[doc] = floor - i
+        out[qid] = new
+    return out
 
 
 def fuse(first: Mapping[str, float], cross: Mapping[str, float],

@@ -121,6 +121,10 @@ def test_a_rounding_precision_is_a_given_kept_apart_from_numbers():
     assert ("precision", F(1, 10)) in tenth.values and F(1, 10) not in tenth.values
     assert not restated(Side.of("Round 3.45 to the nearest tenth."),
                         Side.of("Round 3.45 to the nearest integer."))
+    # an added precision is an extra given like a number: counted where it stands
+    col = {f: i for i, f in enumerate(FEATURES)}
+    x = pair_features(Side.of("Round 3.45."), Side.of("Round 3.45 to the nearest tenth."))
+    assert x[col["extra"]] == 1 and x[col["extra_edited"]] + x[col["extra_new"]] == 1
 
 
 def test_problems_sharing_few_givens_are_scaled_down():
@@ -135,6 +139,11 @@ def test_problems_sharing_few_givens_are_scaled_down():
     assert givens_gate(shared_givens(a, b)) == pytest.approx((2 / 6) / 0.5)
     assert shared_givens(a, a) == 1.0 and givens_gate(1.0) == 1.0
     assert shared_givens(Side.of("How many?"), Side.of("How much?")) == 1.0
+    from mathmatch.dedup import score_features, score_pair
+
+    # score_pair applies the gate on top of the fitted model
+    assert score_pair(a, b, 0.99) == pytest.approx(
+        givens_gate(2 / 6) * score_features(pair_features(a, b)))
 
 
 def test_one_in_digits_is_a_given():
