@@ -12,9 +12,11 @@ the threshold were chosen on), the odd ones (held out) and all; the same for the
 all-MiniLM-L6-v2 between seed and variant (its best-F1 threshold, chosen on the same data, so
 flattering the baseline), and the share called duplicate per kind of variant.
 
-``--fit`` refits the logistic weights and the threshold on the even half (pairs scored
-directly, seed against variant) and prints them; they are frozen by copying them into
-:mod:`mathmatch.dedup`. Nothing is fitted on the odd half.
+``--fit`` trains the insertion judge (:mod:`tuning.judge`, a few minutes) and saves it where
+the package ships it, then refits the logistic weights and the threshold on the even half
+(pairs scored directly, seed against variant, the judge's feature out of fold) and prints
+them; they are frozen by copying them into :mod:`mathmatch.dedup`. Nothing is fitted or
+trained on the odd half.
 """
 
 from __future__ import annotations
@@ -61,30 +63,53 @@ def _best_threshold(pairs: list[dict], scores: dict[str, float]) -> float:
     return float(best)
 
 
-def fit(pairs: list[dict], seeds: dict[str, str], qi) -> None:
-    """Refit the weights and threshold on the even half and print them."""
+def fit(pairs: list[dict], seeds: dict[str, str], qi, judge_out: Path) -> None:
+    """Train the insertion judge and refit the weights and threshold on the even half.
+
+    The judge's feature for the logistic fit is out of fold (two folds of the even seeds, each
+    scored by a judge trained on the other), so its weight is not inflated by pairs the judge
+    has seen; the judge saved to *judge_out* is trained on the whole even half.
+    """
     from mathcore.records import query_text
-    from mathmatch.dedup import (
-        FEATURES,
-        Side,
-        fit_logistic,
-        pair_features,
-        score_pair,
-    )
+    from mathmatch.dedup import FEATURES, PairScore, Side, fit_logistic
+    from tuning.judge import JudgeRecipe, save, train_judge
 
     even = [p for p in pairs if p["seed_idx"] % 2 == 0]
     a = qi.encode([query_text(seeds[p["seed_id"]]) for p in even])
     b = qi.encode([query_text(p["variant"]) for p in even])
     cos = (a * b).sum(axis=1)
-    sides = [(Side.of(query_text(seeds[p["seed_id"]]), seeds[p["seed_id"]]),
-              Side.of(query_text(p["variant"]), p["variant"])) for p in even]
-    x = np.array([pair_features(s, v) for s, v in sides])
+    prepared = [PairScore.of(Side.of(query_text(seeds[p["seed_id"]]), seeds[p["seed_id"]]),
+                             Side.of(query_text(p["variant"]), p["variant"]), float(c))
+                for p, c in zip(even, cos, strict=True)]
+    inputs = [s.judge_text for s in prepared]
     y = np.array([p["duplicate"] for p in even], dtype=float)
-    w, bias = fit_logistic(x, y)
-    # Scored by score_pair with the refitted weights, so the threshold sees its gates.
-    scores = {p["variant_id"]: score_pair(*sv, float(c), w, bias)
-              for p, sv, c in zip(even, sides, cos, strict=True)}
-    print("fitted on", len(even), "even pairs:")
+    recipe = JudgeRecipe()
+    seed_order = sorted({p["seed_idx"] for p in even})
+    fold = np.array([seed_order.index(p["seed_idx"]) % 2 for p in even])
+    judged = np.zeros(len(even))
+    for k in (0, 1):
+        train = np.flatnonzero(fold != k)
+        test = np.flatnonzero(fold == k)
+        print(f"judge fold {k + 1}/2: training on {len(train)} pairs, scoring {len(test)}")
+        judge = train_judge([inputs[i] for i in train], y[train], recipe, progress=True)
+        judged[test] = judge.logits([inputs[i] for i in test])
+    print(f"judge: training on all {len(even)} even pairs")
+    judge = train_judge(inputs, y, recipe, progress=True)
+    save(judge, judge_out, trained_on="GSM-Plus pairs (tasks/duplicates/pairs.jsonl) with an "
+         "even seed_idx; the odd half is held out", reproduce="python -m benchmarks.duplicates "
+         "--index DIR --fit")
+    print(f"saved the judge to {judge_out} ({judge.facts['seconds']} s, loss "
+          f"{judge.facts['loss_first']} -> {judge.facts['loss_last']})")
+    rows = [s for s in prepared if s.features is not None]
+    x = np.array([np.r_[s.features[:-1], j] for s, j in zip(prepared, judged, strict=True)
+                  if s.features is not None])
+    w, bias = fit_logistic(x, np.array([t for s, t in zip(prepared, y, strict=True)
+                                        if s.features is not None]))
+    # Scored with the refitted weights and the out-of-fold judge, so the threshold sees the
+    # gates as they will be.
+    scores = {p["variant_id"]: s.score(float(j), w, bias)
+              for p, s, j in zip(even, prepared, judged, strict=True)}
+    print(f"fitted on {len(rows)} even pairs (restated ones are decided without the model):")
     print("WEIGHTS = (" + ", ".join(f"{v:.3f}" for v in w) + ")")
     print(f"BIAS = {bias:.3f}")
     print("  " + ", ".join(f"{f}={v:.2f}" for f, v in zip(FEATURES, w, strict=True)))
@@ -96,7 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--index", type=Path, required=True, help="index folder over the corpus")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--k", type=int, default=10, help="candidates per variant (default: 10)")
-    p.add_argument("--fit", action="store_true", help="refit weights and threshold (even half)")
+    p.add_argument("--fit", action="store_true",
+                   help="train the insertion judge and refit weights and threshold (even half)")
+    p.add_argument("--judge-out", type=Path, default=None,
+                   help="where --fit saves the judge (default: the shipped mathmatch/models/judge)")
     p.add_argument("--out", type=Path, default=Path("build/bench/duplicates.json"))
     args = p.parse_args(argv)
     from mathcore.records import query_text
@@ -108,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     seeds = {r["id"]: r["question"] for r in _read(args.data / "corpus" / "gsm8k.jsonl")}
     qi = QuestionIndex.open(args.index, device="cpu")
     if args.fit:
-        fit(pairs, seeds, qi)
+        from mathmatch.judge import DEFAULT_JUDGE
+
+        fit(pairs, seeds, qi, args.judge_out or DEFAULT_JUDGE)
         return 0
     finder = DuplicateFinder(qi)
     t0 = time.perf_counter()

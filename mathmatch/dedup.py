@@ -31,7 +31,11 @@ givens (:mod:`mathmatch.quantities`), gated by the embedding cosine (below
   many eggs``);
 * ``extra_new_thing`` / ``extra_known_thing``: the extra quantities that count something the
   other side never mentions (``2 turkeys`` beside eggs) or something it does (``4 eggs``, a
-  sum of money where the other side has money).
+  sum of money where the other side has money);
+* ``judged``: the logit of the insertion judge (:mod:`mathmatch.judge`, a small cross-encoder)
+  on the words only the longer side has against the other side's question sentence: an
+  aside (the same problem) or another step (another problem). It is asked only where it
+  can matter (:func:`score_pairs`).
 
 The features that only matter when one side has extra givens are multiplied by that
 indicator, and the whole vector is symmetric in the two questions.
@@ -53,10 +57,11 @@ import logging
 import math
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
+from mathmatch.judge import CLIP as JUDGE_CLIP
 from mathmatch.quantities import VAGUE, Givens, Quantity, extract, formulas_of, words
 
 logger = logging.getLogger(__name__)
@@ -64,15 +69,15 @@ logger = logging.getLogger(__name__)
 FEATURES = ("missing", "extra", "extra_edited", "added_words", "question_changed",
             "aside", "operation", "vague", "formulas", "converted", "no_givens", "extra_new",
             "position", "new_words", "asked_words", "known_words", "extra_new_thing",
-            "extra_known_thing")
+            "extra_known_thing", "judged")
 # Fitted by `python -m benchmarks.duplicates --fit` on the GSM-Plus pairs with an even
 # seed_idx (536 pairs); the threshold is the best F1 there. Those pairs hold no formula, so
 # ``formulas`` takes the weight of ``missing`` (a formula absent on each side is a changed
 # given) instead of its fitted 0.
-WEIGHTS = (-0.793, -0.091, -0.327, -0.241, -0.502, 1.245, -0.253, -0.097, -0.793, -0.639,
-           -0.241, 0.168, -1.233, 1.475, -0.050, 0.577, 0.447, -0.582)
-BIAS = -1.420
-DEFAULT_THRESHOLD = 0.265
+WEIGHTS = (-1.242, 0.010, -0.036, -0.167, -1.205, 1.113, -0.396, -0.010, -1.242, -0.443,
+           -0.340, 0.025, -0.935, 0.712, -0.109, 0.073, 0.517, -0.546, 0.400)
+BIAS = 0.297
+DEFAULT_THRESHOLD = 0.303
 # Questions less similar than this are never duplicates, whatever their givens; the score is
 # scaled down linearly up to COSINE_FULL. (Within the GSM-Plus pairs, all above 0.75, cosine
 # runs *against* duplication -- perturbed copies keep the wording -- so it is not a feature.)
@@ -231,7 +236,8 @@ def pair_features(a: Side, b: Side,
         0.0 if first is None else first / max(1, len(large.text)),
         same * math.log1p(min(len(added - known), 20)),
         same * len(added & asked) / max(1, len(added)),
-        same * len(added & known) / max(1, len(added)), min(new_thing, 3), min(known_thing, 3)],
+        same * len(added & known) / max(1, len(added)), min(new_thing, 3), min(known_thing, 3),
+        0.0],  # judged: filled in by PairScore.score
         dtype=np.float64)
 
 
@@ -277,16 +283,91 @@ def givens_gate(shared: float) -> float:
     return min(1.0, shared / SHARED_FULL)
 
 
-def score_pair(a: Side, b: Side, cosine: float, weights: Sequence[float] = WEIGHTS,
-               bias: float = BIAS) -> float:
+def judge_input(a: Side, b: Side, diff: tuple[list[str], list[str]] | None = None
+                ) -> tuple[str, str]:
+    """What the insertion judge reads: the words only the longer side has (a word-level diff,
+    400 characters at most) and the other side's question sentence."""
+    add_a, add_b = diff if diff is not None else _diff(a, b)
+    longer_b = len(add_b) > len(add_a) or (len(add_b) == len(add_a) and b.text > a.text)
+    added, other = (add_b, a) if longer_b else (add_a, b)
+    return " ".join(added)[:400], _question_sentence(other)
+
+
+@dataclass
+class PairScore:
+    """A pair's score before and after the insertion judge.
+
+    The judge's logit enters the logistic model as one feature (:data:`FEATURES`, last), so
+    the score is monotone in it and bounded by its clip: :meth:`best` is the most the pair can
+    score, known before the judge is asked.
+    """
+
+    gate: float
+    features: np.ndarray | None  # None: a restated question (scored by its gate alone)
+    judge_text: tuple[str, str]
+
+    @classmethod
+    def of(cls, a: Side, b: Side, cosine: float) -> PairScore:
+        diff = _diff(a, b)
+        if restated(a, b, diff):
+            return cls(cosine_gate(cosine), None, ("", ""))
+        return cls(cosine_gate(cosine) * givens_gate(shared_givens(a, b)),
+                   pair_features(a, b, diff), judge_input(a, b, diff))
+
+    @property
+    def needs_judge(self) -> bool:
+        return self.features is not None and self.gate > 0.0
+
+    def score(self, judged: float = 0.0, weights: Sequence[float] = WEIGHTS,
+              bias: float = BIAS) -> float:
+        """The score with the judge's (clipped) logit *judged*; 0 is the judge undecided."""
+        if self.features is None:
+            return self.gate
+        x = self.features.copy()
+        x[-1] = max(-JUDGE_CLIP, min(JUDGE_CLIP, judged))
+        return self.gate * score_features(x, weights, bias)
+
+    def best(self, weights: Sequence[float] = WEIGHTS, bias: float = BIAS) -> float:
+        """The highest score the judge could give the pair."""
+        w = weights[-1] if len(weights) else 0.0
+        return self.score(JUDGE_CLIP if w >= 0 else -JUDGE_CLIP, weights, bias)
+
+
+def score_pairs(pairs: Sequence[tuple[Side, Side, float]], judge: Any = None,
+                floor: float = 0.0, weights: Sequence[float] = WEIGHTS,
+                bias: float = BIAS) -> list[float]:
+    """Duplicate scores of ``(a, b, cosine)`` pairs, the insertion judge asked in one batch.
+
+    Args:
+        judge: an :class:`mathmatch.judge.InsertionJudge`; None loads the shipped one (when
+            some pair needs it).
+        floor: the judge is asked only about pairs that could reach this score with its most
+            favourable answer; the others keep the undecided score (0 logit). With the
+            duplicate threshold as floor, no verdict changes and mining a corpus skips most
+            pairs.
+    """
+    prepared = [PairScore.of(a, b, c) for a, b, c in pairs]
+    ask = [i for i, p in enumerate(prepared)
+           if p.needs_judge and p.best(weights, bias) >= floor]
+    judged = np.zeros(len(prepared))
+    if ask:
+        if judge is None:
+            from mathmatch.judge import InsertionJudge
+
+            judge = InsertionJudge.default()
+        judged[ask] = judge.logits([prepared[i].judge_text for i in ask])
+    return [p.score(float(j), weights, bias) for p, j in zip(prepared, judged, strict=True)]
+
+
+def score_pair(a: Side, b: Side, cosine: float, judged: float | None = None,
+               weights: Sequence[float] = WEIGHTS, bias: float = BIAS) -> float:
     """Duplicate score of two questions: 1 for a restated question (:func:`restated`), else
-    the givens model (*weights*, *bias*: other fitted ones, when refitting); gated by
-    embedding similarity and by the share of shared givens."""
-    diff = _diff(a, b)
-    if restated(a, b, diff):
-        return cosine_gate(cosine)
-    return cosine_gate(cosine) * givens_gate(shared_givens(a, b)) * \
-        score_features(pair_features(a, b, diff), weights, bias)
+    the givens model (*weights*, *bias*: other fitted ones, when refitting) with the
+    insertion judge's logit *judged* (None: ask the shipped judge); gated by embedding
+    similarity and by the share of shared givens."""
+    if judged is None:
+        return score_pairs([(a, b, cosine)], weights=weights, bias=bias)[0]
+    return PairScore.of(a, b, cosine).score(judged, weights, bias)
 
 
 def duplicate_score(a: str, b: str, cosine: float, raw_a: str | None = None,

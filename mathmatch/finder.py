@@ -18,11 +18,11 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Collection, Iterable, Mapping, Sequence
+from typing import IO, Any, Collection, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from mathmatch.dedup import DEFAULT_THRESHOLD, Candidate, Side, score_pair
+from mathmatch.dedup import DEFAULT_THRESHOLD, Candidate, Side, score_pairs
 from mathmatch.questions import QuestionIndex
 from mathmatch.searcher import linear_query
 
@@ -66,12 +66,18 @@ class DuplicateFinder:
     Args:
         questions: the index's question vectors.
         threshold: duplicate score for the ``duplicate`` verdict.
+        judge: the insertion judge (:mod:`mathmatch.judge`); None: the shipped one, loaded
+            when first needed.
+        judge_floor: :meth:`find` asks the judge only about candidates that could score this
+            much with its help (:func:`mathmatch.dedup.score_pairs`); 0 asks about all.
     """
 
-    def __init__(self, questions: QuestionIndex, threshold: float = DEFAULT_THRESHOLD) -> None:
+    def __init__(self, questions: QuestionIndex, threshold: float = DEFAULT_THRESHOLD,
+                 judge: Any = None, judge_floor: float = 0.0) -> None:
         self.questions = questions
         self.store = questions.store
         self.threshold = threshold
+        self.judge, self.judge_floor = judge, judge_floor
         self._sides: dict[int, tuple[str, Side]] = {}
 
     def _side(self, rowids: Iterable[int]) -> dict[int, tuple[str, Side]]:
@@ -100,18 +106,26 @@ class DuplicateFinder:
         extra = max((len(v) for v in (exclude or {}).values()), default=0)
         scores, rows = self.questions.search(linear, k + extra)
         sides = self._side(rows.ravel().tolist())
-        out = []
+        kept: list[list[tuple[str, float]]] = []
+        pairs: list[tuple[Side, Side, float]] = []
         for (qid, text), lin, srow, rrow in zip(queries, linear, scores, rows, strict=True):
             query = Side.of(lin, text)
             banned = set((exclude or {}).get(qid, ()))
-            cands = []
+            kept.append([])
             for s, r in zip(srow, rrow, strict=True):
                 if r < 0 or int(r) not in sides or sides[int(r)][0] in banned:
                     continue
                 doc_id, side = sides[int(r)]
-                score = score_pair(side, query, float(s))
+                kept[-1].append((doc_id, float(s)))
+                pairs.append((side, query, float(s)))
+        scored = iter(score_pairs(pairs, self.judge, floor=self.judge_floor))
+        out = []
+        for row in kept:
+            cands = []
+            for doc_id, s in row:
+                score = next(scored)
                 cands.append(Candidate(doc_id, round(score, 6), score >= self.threshold,
-                                       round(float(s), 6)))
+                                       round(s, 6)))
             cands.sort(key=lambda c: -c.score)
             out.append(cands[:k])
         return out
@@ -140,6 +154,8 @@ class DuplicateFinder:
         for start in range(0, len(ids), block):
             sims = vecs[start:start + block] @ vecs.T
             top = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
+            found: list[tuple[int, int]] = []
+            pairs: list[tuple[Side, Side, float]] = []
             for r, row in enumerate(top):
                 i = start + r
                 for j in row:
@@ -149,12 +165,16 @@ class DuplicateFinder:
                     sides = self._side([int(ids[i]), int(ids[j])])
                     if len(sides) < 2:
                         continue
-                    score = score_pair(sides[int(ids[i])][1], sides[int(ids[j])][1],
-                                       float(sims[r, j]))
-                    if score >= self.threshold:
-                        parent[root(i)] = root(j)
-                        best[i] = max(best.get(i, 0.0), score)
-                        best[j] = max(best.get(j, 0.0), score)
+                    found.append((i, j))
+                    pairs.append((sides[int(ids[i])][1], sides[int(ids[j])][1],
+                                  float(sims[r, j])))
+            # Only verdicts matter here: the judge is asked about pairs it could make duplicates.
+            for (i, j), score in zip(found, score_pairs(pairs, self.judge,
+                                                        floor=self.threshold), strict=True):
+                if score >= self.threshold:
+                    parent[root(i)] = root(j)
+                    best[i] = max(best.get(i, 0.0), score)
+                    best[j] = max(best.get(j, 0.0), score)
         groups: dict[int, list[int]] = {}
         for i in best:
             groups.setdefault(root(i), []).append(i)

@@ -65,6 +65,10 @@ PAIRS = [
     ("decimal", False,
      "John is a carpenter. For his friend Ali, he manufactured 4 wooden tables for $20.5 each "
      "and 2 roof frames for $10.5 each. How much does Ali have to pay John?", 0.98),
+    ("added step", False,
+     "John is a carpenter. For his friend Ali, he manufactured 4 wooden tables for $20 each "
+     "and 2 roof frames for $10 each. Additionally, John also made a wooden chair for Ali, "
+     "which cost $15. How much does Ali have to pay John?", 0.96),
     ("unstated given", False,
      "John is a carpenter. For his friend Ali, he manufactured several wooden tables for $20 "
      "each and 2 roof frames for $10 each. How much does Ali have to pay John?", 0.98),
@@ -141,9 +145,12 @@ def test_problems_sharing_few_givens_are_scaled_down():
     assert shared_givens(Side.of("How many?"), Side.of("How much?")) == 1.0
     from mathmatch.dedup import score_features, score_pair
 
-    # score_pair applies the gate on top of the fitted model
-    assert score_pair(a, b, 0.99) == pytest.approx(
-        givens_gate(2 / 6) * score_features(pair_features(a, b)))
+    # score_pair applies the gate on top of the fitted model (the judge's logit its last
+    # feature)
+    x = pair_features(a, b)
+    x[-1] = 1.5
+    assert score_pair(a, b, 0.99, judged=1.5) == pytest.approx(
+        givens_gate(2 / 6) * score_features(x))
 
 
 def test_one_in_digits_is_a_given():
