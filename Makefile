@@ -36,6 +36,8 @@ demo: setup
 	$(PY) -m mathmatch.cli match $(DEMO) --queries data/sample/demo_questions.txt --k 3 \
 		--rerank default --symbolic --out $(DEMO)/demo_matches_reranked.jsonl
 	$(PY) -c "import json; [print(r['query_id'], [(h['doc_id'], round(h['score'], 3)) for h in r['hits']]) for r in map(json.loads, open('$(DEMO)/demo_matches_reranked.jsonl'))]"
+	@echo "== dedup: a paraphrase of a sample question, the same with another number, and one with an aside"
+	$(PY) -m mathmatch.cli dedup $(DEMO) --queries data/sample/demo_duplicates.txt --k 1
 	@echo "== recall on the sample's 40 judged questions"
 	$(PY) -m mathmatch.cli bench $(DEMO) --queries data/sample/queries.jsonl \
 		--qrels data/sample/qrels.tsv --out $(DEMO)/bench/results.json

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any, Collection, Iterable, Mapping, Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from mathmatch.dedup import DEFAULT_THRESHOLD, Candidate, Side, score_pairs
 from mathmatch.questions import QuestionIndex
@@ -130,8 +131,8 @@ class DuplicateFinder:
             out.append(cands[:k])
         return out
 
-    def mine(self, k: int = 10, min_cosine: float = 0.6, block: int = 512
-             ) -> list[tuple[list[str], dict[str, float]]]:
+    def mine(self, k: int = 10, min_cosine: float = 0.6, block: int = 512,
+             progress: bool = False) -> list[tuple[list[str], dict[str, float]]]:
         """Duplicate groups within the corpus: each stored question against its k neighbours.
 
         Returns:
@@ -151,6 +152,7 @@ class DuplicateFinder:
         best: dict[int, float] = {}
         self._side(ids.tolist())  # read every question once
         kk = min(k + 1, len(ids))
+        bar = tqdm(total=len(ids), unit="q", desc="mine", disable=not progress)
         for start in range(0, len(ids), block):
             sims = vecs[start:start + block] @ vecs.T
             top = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
@@ -175,6 +177,8 @@ class DuplicateFinder:
                     parent[root(i)] = root(j)
                     best[i] = max(best.get(i, 0.0), score)
                     best[j] = max(best.get(j, 0.0), score)
+            bar.update(len(top))
+        bar.close()
         groups: dict[int, list[int]] = {}
         for i in best:
             groups.setdefault(root(i), []).append(i)
@@ -200,15 +204,13 @@ def run_dedup(cfg: DedupConfig, out: IO[str], progress: bool = False) -> dict:
     Returns:
         Counts: questions (or groups) written and duplicates found.
     """
-    from tqdm.auto import tqdm
-
     from mathmatch.runs import batched, iter_queries
 
     finder = DuplicateFinder(QuestionIndex.open(cfg.index, device=cfg.device, progress=progress),
                              cfg.threshold)
     try:
         if cfg.queries is None:
-            groups = finder.mine(cfg.k, cfg.min_cosine)
+            groups = finder.mine(cfg.k, cfg.min_cosine, progress=progress)
             for members, scores in groups:
                 head, rest = members[0], members[1:]
                 write_candidates(out, head, [Candidate(m, scores[m], True, 0.0) for m in rest])
