@@ -84,32 +84,32 @@ def fit(pairs: list[dict], seeds: dict[str, str], qi, judge_out: Path) -> None:
     inputs = [s.judge_text for s in prepared]
     y = np.array([p["duplicate"] for p in even], dtype=float)
     recipe = JudgeRecipe()
-    seed_order = sorted({p["seed_idx"] for p in even})
-    fold = np.array([seed_order.index(p["seed_idx"]) % 2 for p in even])
+    rank = {s: i for i, s in enumerate(sorted({p["seed_idx"] for p in even}))}
+    fold = np.array([rank[p["seed_idx"]] % 2 for p in even])  # a seed's variants stay together
     judged = np.zeros(len(even))
     for k in (0, 1):
         train = np.flatnonzero(fold != k)
         test = np.flatnonzero(fold == k)
         print(f"judge fold {k + 1}/2: training on {len(train)} pairs, scoring {len(test)}")
-        judge = train_judge([inputs[i] for i in train], y[train], recipe, progress=True)
-        judged[test] = judge.logits([inputs[i] for i in test])
+        trained = train_judge([inputs[i] for i in train], y[train], recipe, progress=True)
+        judged[test] = trained.judge.logits([inputs[i] for i in test])
     print(f"judge: training on all {len(even)} even pairs")
-    judge = train_judge(inputs, y, recipe, progress=True)
-    save(judge, judge_out, trained_on="GSM-Plus pairs (tasks/duplicates/pairs.jsonl) with an "
+    trained = train_judge(inputs, y, recipe, progress=True)
+    save(trained, judge_out, trained_on="GSM-Plus pairs (tasks/duplicates/pairs.jsonl) with an "
          "even seed_idx; the odd half is held out", reproduce="python -m benchmarks.duplicates "
          "--index DIR --fit")
-    print(f"saved the judge to {judge_out} ({judge.facts['seconds']} s, loss "
-          f"{judge.facts['loss_first']} -> {judge.facts['loss_last']})")
-    rows = [s for s in prepared if s.features is not None]
-    x = np.array([np.r_[s.features[:-1], j] for s, j in zip(prepared, judged, strict=True)
-                  if s.features is not None])
-    w, bias = fit_logistic(x, np.array([t for s, t in zip(prepared, y, strict=True)
-                                        if s.features is not None]))
+    facts = trained.facts
+    print(f"saved the judge to {judge_out} ({facts['seconds']} s, loss {facts['loss_first']} "
+          f"-> {facts['loss_last']})")
+    # Restated pairs (no features) are decided without the model, so they are left out of it.
+    model = [i for i, s in enumerate(prepared) if s.features is not None]
+    x = np.array([np.r_[prepared[i].features[:-1], judged[i]] for i in model])
+    w, bias = fit_logistic(x, y[model])
     # Scored with the refitted weights and the out-of-fold judge, so the threshold sees the
     # gates as they will be.
     scores = {p["variant_id"]: s.score(float(j), w, bias)
               for p, s, j in zip(even, prepared, judged, strict=True)}
-    print(f"fitted on {len(rows)} even pairs (restated ones are decided without the model):")
+    print(f"fitted on {len(model)} of the {len(even)} even pairs (the others are restated):")
     print("WEIGHTS = (" + ", ".join(f"{v:.3f}" for v in w) + ")")
     print(f"BIAS = {bias:.3f}")
     print("  " + ", ".join(f"{f}={v:.2f}" for f, v in zip(FEATURES, w, strict=True)))

@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, default=Path("build/bench/rerank.json"))
     args = p.parse_args(argv)
+    from mathmatch.bench import query_groups
     from mathmatch.evaluate import evaluate_splits
     from mathmatch.runs import iter_queries, read_qrels
     from mathmatch.searcher import open_searcher
@@ -64,10 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     first = searcher.search(queries, max(args.depth, 10))
     search_s = time.perf_counter() - t0
-    groups = {}
-    for q, docs in qrels.items():
-        rec = store.by_id(next(iter(docs)))
-        groups[q] = rec.record.source if rec is not None else "?"
+    groups = query_groups(store, qrels)
     rr = load_reranker(args.rerank, device=args.device, progress=True)
     t0 = time.perf_counter()
     cross = rr.rescore(dict(queries), first, store, depth=args.depth)  # scored once

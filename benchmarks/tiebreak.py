@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=None, help="only the first N queries")
     p.add_argument("--out", type=Path, default=Path("build/bench/tiebreak.json"))
     args = p.parse_args(argv)
+    from mathmatch.bench import query_groups
     from mathmatch.evaluate import evaluate_splits
     from mathmatch.finder import DuplicateFinder
     from mathmatch.questions import QuestionIndex
@@ -62,10 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     odd = {q for q, _ in queries} - even
     splits = {"even": even, "odd": odd, "all": even | odd}
     t0 = time.perf_counter()
-    finder = DuplicateFinder(QuestionIndex.open(args.index, device="cpu"))
+    finder = DuplicateFinder(QuestionIndex.open(args.index, device="cpu"), judge_all=False)
     store = finder.store
-    groups = {q: (store.by_id(next(iter(d))).record.source if store.by_id(next(iter(d)))
-                  else "?") for q, d in qrels.items()}
+    groups = query_groups(store, qrels)
     exclude = {q: set(d) for q, d in qrels.items()}
     found = finder.find(queries, k=5, exclude=exclude)
     dup_finals = {}

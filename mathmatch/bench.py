@@ -96,19 +96,15 @@ class BenchConfig:
         return out + list(self.extra)
 
 
-def _groups(index: Path, qrels: dict) -> dict[str, str]:
-    """Each query's group: the ``source`` of its (first) relevant record."""
-    from mathcore.store import Store
-    from mathmatch.build import STORE_FILE
-
+def query_groups(store, qrels: dict) -> dict[str, str]:
+    """Each query's group: the ``source`` of its (first) relevant record in *store*."""
     groups = {}
-    with Store(index / STORE_FILE, readonly=True) as store:
-        for qid, docs in qrels.items():
-            for doc, rel in docs.items():
-                if rel > 0:
-                    rec = store.by_id(doc)
-                    groups[qid] = rec.record.source if rec else "(not in the index)"
-                    break
+    for qid, docs in qrels.items():
+        for doc, rel in docs.items():
+            if rel > 0:
+                rec = store.by_id(doc)
+                groups[qid] = rec.record.source if rec else "(not in the index)"
+                break
     return groups
 
 
@@ -150,7 +146,11 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     if cfg.limit:
         queries = queries[:cfg.limit]
     qrels = {q: qrels[q] for q, _ in queries}
-    groups = _groups(cfg.index, qrels)
+    from mathcore.store import Store
+    from mathmatch.build import STORE_FILE
+
+    with Store(cfg.index / STORE_FILE, readonly=True) as store:
+        groups = query_groups(store, qrels)
     metrics = metric_names(cfg.ks)
     depth = max(max(cfg.ks), max(CURVE_KS))
     results: dict[str, Any] = {"systems": {}, "queries": counts(qrels, groups)}

@@ -203,7 +203,9 @@ def run_choose(cfg: ChooseConfig, out: Any, progress: Any = None) -> dict:
         from mathmatch.finder import DuplicateFinder
         from mathmatch.questions import QuestionIndex
 
-        finder = DuplicateFinder(QuestionIndex.open(cfg.index, device=cfg.device))
+        # only duplicates count (their final answers, weighted by their scores)
+        finder = DuplicateFinder(QuestionIndex.open(cfg.index, device=cfg.device),
+                                 judge_all=False)
     chooser = Chooser(timeout=cfg.timeout, finder=finder, duplicates=cfg.duplicates,
                       encoder=finder.questions.encoder if finder else None)
     chosen = right = judged = 0

@@ -165,7 +165,8 @@ def _tiebreaker(args: argparse.Namespace):
 
     margin = DEFAULT_MARGINS.get(args.mode, 0.0) if args.margin is None else args.margin
     finder = None if args.no_duplicates else DuplicateFinder(
-        QuestionIndex.open(args.dir, device=args.device, progress=_progress(args)))
+        QuestionIndex.open(args.dir, device=args.device, progress=_progress(args)),
+        judge_all=False)  # only the duplicates' final answers are used
     return TieBreaker(margin=margin, timeout=args.symbolic_timeout, finder=finder)
 
 

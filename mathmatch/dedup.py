@@ -329,8 +329,7 @@ class PairScore:
 
     def best(self, weights: Sequence[float] = WEIGHTS, bias: float = BIAS) -> float:
         """The highest score the judge could give the pair."""
-        w = weights[-1] if len(weights) else 0.0
-        return self.score(JUDGE_CLIP if w >= 0 else -JUDGE_CLIP, weights, bias)
+        return self.score(JUDGE_CLIP if weights[-1] >= 0 else -JUDGE_CLIP, weights, bias)
 
 
 def score_pairs(pairs: Sequence[tuple[Side, Side, float]], judge: Any = None,

@@ -69,16 +69,19 @@ class DuplicateFinder:
         threshold: duplicate score for the ``duplicate`` verdict.
         judge: the insertion judge (:mod:`mathmatch.judge`); None: the shipped one, loaded
             when first needed.
-        judge_floor: :meth:`find` asks the judge only about candidates that could score this
-            much with its help (:func:`mathmatch.dedup.score_pairs`); 0 asks about all.
+        judge_all: whether :meth:`find` asks the judge about every candidate (exact scores
+            throughout, as ``mathmatch dedup`` prints them); False asks it only where it can
+            change a verdict (:func:`mathmatch.dedup.score_pairs` with the threshold as floor),
+            for callers that use only the duplicates among the candidates. Verdicts, and the
+            scores of duplicates, are the same either way; :meth:`mine` always does the latter.
     """
 
     def __init__(self, questions: QuestionIndex, threshold: float = DEFAULT_THRESHOLD,
-                 judge: Any = None, judge_floor: float = 0.0) -> None:
+                 judge: Any = None, judge_all: bool = True) -> None:
         self.questions = questions
         self.store = questions.store
         self.threshold = threshold
-        self.judge, self.judge_floor = judge, judge_floor
+        self.judge, self.judge_all = judge, judge_all
         self._sides: dict[int, tuple[str, Side]] = {}
 
     def _side(self, rowids: Iterable[int]) -> dict[int, tuple[str, Side]]:
@@ -119,7 +122,8 @@ class DuplicateFinder:
                 doc_id, side = sides[int(r)]
                 kept[-1].append((doc_id, float(s)))
                 pairs.append((side, query, float(s)))
-        scored = iter(score_pairs(pairs, self.judge, floor=self.judge_floor))
+        scored = iter(score_pairs(pairs, self.judge,
+                                  floor=0.0 if self.judge_all else self.threshold))
         out = []
         for row in kept:
             cands = []

