@@ -9,11 +9,15 @@ queries file lists them by source) are searched once; the first ``depth`` candid
 scored once by the cross-scorer (pairs/s reported). Systems, on the same candidates:
 
 * ``first stage``: the index's order;
-* ``reranked``: the cross-scorer's order (what ``match --rerank`` does);
-* ``fused w``: z-scores of the cross-scorer plus ``w`` times z-scores of the first stage
-  within each query's candidates (:func:`reranker.scorer.fuse`), for each ``w`` of a grid.
+* ``cross alone``: the cross-scorer's order;
+* ``checkpoint``: the checkpoint's own fusion, what ``match --rerank`` does (for a scorer
+  trained as a residual, its raw scores plus the training weight times the first stage's
+  z-scores; nothing is chosen on these queries);
+* ``fused w``: z-scores of the cross-scorer (raw scores for a residual one) plus ``w`` times
+  z-scores of the first stage within each query's candidates (:func:`reranker.scorer.fuse`),
+  for each ``w`` of a grid.
 
-The fusion weight is chosen on the even-numbered queries of the subset (the largest MRR@10
+The grid's weight is chosen on the even-numbered queries of the subset (the largest MRR@10
 there); the odd-numbered ones are held out. Figures: MRR@10 and R@1 overall and per source on
 the even, odd and all queries. Candidates past ``depth`` keep their first-stage order below.
 """
@@ -29,7 +33,7 @@ from pathlib import Path
 from benchmarks.machine import describe, machine
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-WEIGHTS = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
+WEIGHTS = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
 METRICS = ("mrr@10", "recall@1", "recall@10")
 
 
@@ -44,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="every N-th judged query (default: 5, 300 of the 1,500)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, default=Path("build/bench/rerank.json"))
+    p.add_argument("--scores", type=Path, default=None,
+                   help="the cross-scorer's scores of the candidates, saved by a run of the same "
+                        "checkpoint, queries and depth (default: OUT with .scores.json; read "
+                        "back instead of scoring again when present, --rescore to redo)")
+    p.add_argument("--rescore", action="store_true", help="score again even if --scores exists")
     args = p.parse_args(argv)
     from mathmatch.bench import query_groups
     from mathmatch.evaluate import evaluate_splits
@@ -67,14 +76,27 @@ def main(argv: list[str] | None = None) -> int:
     search_s = time.perf_counter() - t0
     groups = query_groups(store, qrels)
     rr = load_reranker(args.rerank, device=args.device, progress=True)
-    t0 = time.perf_counter()
-    cross = rr.rescore(dict(queries), first, store, depth=args.depth)  # scored once
-    score_s = time.perf_counter() - t0
+    saved = args.scores or args.out.with_suffix(".scores.json")
+    key = {"checkpoint": str(args.rerank.resolve()), "depth": args.depth,
+           "queries": [q for q, _ in queries]}
+    cached = json.loads(saved.read_text()) if saved.is_file() and not args.rescore else None
+    if cached is not None and cached["key"] == key:
+        cross, score_s = cached["cross"], cached["score_seconds"]
+        print(f"cross-scorer scores read back from {saved} (--rescore to score again)")
+    else:
+        t0 = time.perf_counter()
+        cross = rr.rescore(dict(queries), first, store, depth=args.depth)  # scored once
+        score_s = time.perf_counter() - t0
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps({"key": key, "cross": cross,
+                                     "score_seconds": round(score_s, 1)}))
     pairs = sum(len(d) for d in cross.values())
 
-    systems = {"first stage": first, "reranked": reorder(first, cross, None)}
+    scale = rr.fusion_cross
+    systems = {"first stage": first, "cross alone": reorder(first, cross, None),
+               "checkpoint": reorder(first, cross, rr.fusion_weight, scale)}
     for w in WEIGHTS:
-        systems[f"fused {w}"] = reorder(first, cross, w)
+        systems[f"fused {w}"] = reorder(first, cross, w, scale)
     table = {name: evaluate_splits(qrels, run, METRICS, groups, splits)
              for name, run in systems.items()}
     fused = [f"fused {w}" for w in WEIGHTS]
@@ -84,17 +106,20 @@ def main(argv: list[str] | None = None) -> int:
         "stride": args.stride, "queries": len(queries), "pairs": pairs,
         "search_seconds": round(search_s, 1), "score_seconds": round(score_s, 1),
         "pairs_per_second": round(pairs / score_s, 2), "chosen_weight": chosen,
+        "checkpoint_fusion": {"weight": rr.fusion_weight, "cross": scale},
         "checkpoint": str(args.rerank), "systems": table, "chosen": table[chosen],
         "machine": machine(),
     }
     print(f"machine: {describe(result['machine'])}")
     print(f"{len(queries)} queries (every {args.stride}-th), {pairs} pairs scored in "
           f"{score_s:.0f} s: {result['pairs_per_second']} pairs/s")
-    print(f"fusion weight chosen on the even queries: {chosen}; odd queries held out")
+    print(f"checkpoint fusion: weight {rr.fusion_weight}, cross-scorer scale {scale}; grid "
+          f"weight chosen on the even queries: {chosen}; odd queries held out")
     groups_seen = sorted(table["first stage"]["all"])
     print(f"{'system':<14}{'split':<6}" + "".join(f"{g + ' MRR@10':>16}{g + ' R@1':>12}"
                                                   for g in groups_seen))
-    for name in ["first stage", "reranked", chosen] + [n for n in fused if n != chosen]:
+    for name in ["first stage", "cross alone", "checkpoint", chosen] + [
+            n for n in fused if n != chosen]:
         for split in ("even", "odd", "all"):
             row = table[name][split]
             print(f"{name:<14}{split:<6}" + "".join(

@@ -189,8 +189,8 @@ def cmd_tune_reranker(args: argparse.Namespace) -> int:
         qlora=args.qlora, group_size=args.group_size, steps=args.steps,
         groups_per_step=args.groups_per_step, learning_rate=args.lr, depth=args.depth,
         mode=args.mode, layers=args.layers, max_length=args.max_length,
-        device=args.device, seed=args.seed, resume=not args.no_resume,
-        overwrite=args.overwrite, progress=_progress(args))
+        select=args.select, residual=args.residual, device=args.device, seed=args.seed,
+        resume=not args.no_resume, overwrite=args.overwrite, progress=_progress(args))
     if not cfg.exclude_qrels:
         logger.warning("no --exclude-qrels: every record may be trained on; exclude the qrels "
                        "of any benchmark you will measure this reranker on")
@@ -660,6 +660,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "8, the CPU recipe: a quarter of SmolLM2's cost per pair)")
     rr.add_argument("--max-length", type=int, default=256, metavar="N",
                     help="tokens per (question, answer) pair (default: 256)")
+    rr.add_argument("--select", choices=("hard", "uniform"), default="hard",
+                    help="training questions: where the first stage is least sure (default) "
+                         "or at random")
+    rr.add_argument("--no-residual", dest="residual", action="store_false",
+                    help="train the scorer on its own, not as a correction of the first "
+                         "stage's scores (needed with --select uniform)")
     _add_tuning_options(rr)
     rr.set_defaults(handler=cmd_tune_reranker)
 

@@ -83,8 +83,14 @@ class Reranker:
         self.model, self.tok = _load(self.base_path, self.path, self.device,
                                      base.get("layers"))
         # How much of the first stage the new order keeps (see :func:`fuse`): the checkpoint's
-        # ``fusion.weight`` when it has one, else 0 (the cross-scorer's order alone).
-        self.fusion_weight = float(self.config.get("fusion", {}).get("weight", 0.0))
+        # ``fusion.weight`` when it has one, else 0 (the cross-scorer's order alone).  A
+        # checkpoint trained as a residual over the first stage (``fusion.cross`` = ``raw``)
+        # adds its raw scores to the weighted first-stage z-scores, as in training.
+        fusion = self.config.get("fusion", {})
+        self.fusion_weight = float(fusion.get("weight", 0.0))
+        self.fusion_cross = fusion.get("cross", "z")
+        if self.fusion_cross not in ("z", "raw"):
+            raise RerankerError(f"{self.path}: unknown fusion.cross {self.fusion_cross!r}")
 
     def score(self, questions: Sequence[str], answers: Sequence[str]) -> np.ndarray:
         """Scores of linear-text pairs, in order."""
@@ -126,15 +132,16 @@ class Reranker:
         """Rescore each query's first *depth* candidates and reorder (:func:`reorder`) with
         *weight* (default: the checkpoint's :attr:`fusion_weight`)."""
         fresh = self.rescore(queries, run, store, depth)
-        return reorder(run, fresh, self.fusion_weight if weight is None else weight)
+        return reorder(run, fresh, self.fusion_weight if weight is None else weight,
+                       self.fusion_cross)
 
 
-def reorder(run: Run, fresh: Run, weight: float | None) -> Run:
+def reorder(run: Run, fresh: Run, weight: float | None, cross: str = "z") -> Run:
     """Each query's rescored candidates first, in the order of :func:`fuse`; the others keep
     their first-stage order below every rescored one."""
     out: Run = {}
     for qid, hits in run.items():
-        top = fuse(hits, fresh.get(qid, {}), weight)
+        top = fuse(hits, fresh.get(qid, {}), weight, cross)
         new = dict(sorted(top.items(), key=lambda kv: -kv[1]))
         floor = min(top.values(), default=0.0)
         rest = [d for d in sorted(hits, key=hits.get, reverse=True) if d not in top]
@@ -145,13 +152,14 @@ def reorder(run: Run, fresh: Run, weight: float | None) -> Run:
 
 
 def fuse(first: Mapping[str, float], cross: Mapping[str, float],
-         weight: float | None) -> dict[str, float]:
+         weight: float | None, scale: str = "z") -> dict[str, float]:
     """Scores of a query's rescored candidates (the keys of *cross*).
 
     ``weight`` None or 0: the cross-scorer's own scores.  Otherwise the z-score of the
-    cross-scorer plus *weight* times the z-score of the first stage, both taken over these
-    candidates (so the two scales need not agree); one candidate, or constant scores, count as
-    z = 0.
+    cross-scorer (``scale="z"``; its raw score with ``scale="raw"``, for a scorer trained as a
+    residual over the first stage) plus *weight* times the z-score of the first stage, both
+    taken over these candidates (so the two scales need not agree); one candidate, or constant
+    scores, count as z = 0.
     """
     docs = list(cross)
     if not weight or not docs:
@@ -161,7 +169,11 @@ def fuse(first: Mapping[str, float], cross: Mapping[str, float],
         spread = values.std()
         return (values - values.mean()) / spread if spread > 0 else np.zeros_like(values)
 
-    c = z(np.array([cross[d] for d in docs], dtype=np.float64))
+    c = np.array([cross[d] for d in docs], dtype=np.float64)
+    if scale == "z":
+        c = z(c)
+    elif scale != "raw":
+        raise ValueError(f"scale must be z or raw, got {scale!r}")
     f = z(np.array([first[d] for d in docs], dtype=np.float64))
     return {d: float(v) for d, v in zip(docs, c + weight * f, strict=True)}
 

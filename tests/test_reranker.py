@@ -19,7 +19,9 @@ from reranker.train import (
     GROUPS_FILE,
     RerankTuneConfig,
     RerankTuneError,
+    fit_prior_weight,
     listwise_loss,
+    make_hard_groups,
     trainable_model,
     tune_reranker,
 )
@@ -61,6 +63,67 @@ def test_listwise_loss_is_the_positives_softmax_cross_entropy():
     scores = torch.tensor([2.0, 0.0, 0.0, 1.0, 1.0, 1.0])
     expected = np.mean([-np.log(np.exp(2) / (np.exp(2) + 2)), -np.log(1 / 3)])
     assert float(listwise_loss(scores, 3)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_residual_loss_is_taken_over_the_scores_plus_the_prior():
+    import torch
+
+    scores = torch.tensor([0.0, 1.0, 0.0, 0.0])
+    prior = torch.tensor([2.0, 0.0, 0.0, 1.0])
+    expected = float(listwise_loss(scores + prior, 2))
+    assert float(listwise_loss(scores, 2, prior)) == pytest.approx(expected)
+    assert float(listwise_loss(scores, 2, prior)) != pytest.approx(float(listwise_loss(scores, 2)))
+
+
+def test_the_prior_weight_is_large_when_the_first_stage_is_right_and_small_when_not():
+    rng = np.random.default_rng(0)
+    right = rng.normal(size=(400, 8))
+    right[:, 0] = right.max(axis=1) + 1.0  # the positive always leads, by one unit
+    noise = rng.normal(size=(400, 8))       # the positive's z-score means nothing
+    mixed = np.vstack([right[:200], noise[:200]])
+    w_right, w_mixed, w_noise = (fit_prior_weight(x) for x in (right, mixed, noise))
+    assert w_right > w_mixed > w_noise
+    assert w_noise <= 0.5
+
+
+def test_hard_groups_are_where_the_first_stage_is_least_sure(sample_index, sample_dir):
+    from mathmatch.runs import read_qrels
+    from mathmatch.searcher import open_searcher
+    from tuning.data import Exclusions
+
+    searcher = open_searcher(sample_index, "hybrid", device="cpu")
+    excl = Exclusions.from_qrels([sample_dir / "qrels.tsv"])
+    qrels = read_qrels(sample_dir / "qrels.tsv")
+    excluded = set(qrels) | {d for docs in qrels.values() for d in docs}
+    groups, summary = make_hard_groups(searcher, excl, count=20, group_size=4, depth=10,
+                                       rerank_depth=10, hard_share=0.5, seed=0)
+    assert len(groups) == 20 and summary["hard"] == 10 and summary["random"] == 10
+    used = {d for g in groups for d in g["docs"]}
+    assert not used & excluded
+    hits = {g["qid"]: searcher.search_hits([(g["qid"], g["question"])], 10)[0] for g in groups}
+    from reranker.train import _records
+    from tuning.data import same_problem
+
+    records = {r.id: r for r in _records(searcher.store)}
+    searcher.close()
+    margins = []
+    for g in groups:
+        ranked = [h.doc_id for h in hits[g["qid"]]]
+        scores = np.array([h.score for h in hits[g["qid"]]])
+        z = (scores - scores.mean()) / scores.std()
+        assert g["docs"][0] == g["qid"] and g["qid"] in ranked  # within reach of reranking
+        # the first stage's z-scores over its first 10, and the first-ranked negatives
+        assert np.allclose(g["first"], [z[ranked.index(d)] for d in g["docs"]], atol=1e-4)
+        # the negatives: the first-ranked candidates neither excluded nor the same problem
+        passed = ranked[:ranked.index(g["docs"][-1]) + 1]
+        assert [d for d in passed if d in g["docs"][1:]] == g["docs"][1:]
+        assert all(d in g["docs"] or d in excluded
+                   or same_problem(records[g["qid"]], records[d]) for d in passed)
+        margins.append(g["first"][0] - max(g["first"][1:]))
+    assert summary["first_stage_wrong"] == sum(m < 0 for m in margins)
+    assert summary["prior_weight"] > 0
+    hard_cut = sorted(margins)[9]
+    assert sum(m <= hard_cut for m in margins) >= 10  # the hardest half is all in
 
 
 def test_training_steps_lower_the_listwise_loss_on_a_toy_set(tiny_llama_path):
@@ -115,6 +178,20 @@ def test_checkpoint_reloads_to_the_same_scores(sample_index, tiny_llama_path, tm
     store.close()
     assert np.allclose(rr.score([question] * len(answers), answers), probe["scores"], atol=1e-4)
     assert len(set(np.round(probe["scores"], 5))) > 1  # the head is not constant
+
+
+def test_a_residual_checkpoint_reranks_with_raw_scores_over_the_weighted_first_stage(
+        sample_index, tiny_llama_path, tmp_path):
+    out = tmp_path / "rr"
+    report = tune_reranker(_cfg(sample_index, tiny_llama_path, out, steps=2))
+    assert report["fusion"] == {"weight": report["selection"]["prior_weight"], "cross": "raw"}
+    rr = load_reranker(out, device="cpu")
+    assert rr.fusion_cross == "raw" and rr.fusion_weight == report["fusion"]["weight"]
+    plain = tune_reranker(_cfg(sample_index, tiny_llama_path, tmp_path / "plain", steps=2,
+                               select="uniform", residual=False))
+    assert "fusion" not in plain and load_reranker(tmp_path / "plain").fusion_weight == 0.0
+    with pytest.raises(ValueError, match="residual"):
+        _cfg(sample_index, tiny_llama_path, out, select="uniform")
 
 
 def test_a_shallower_scorer_keeps_its_depth_through_save_and_load(sample_index,
@@ -207,6 +284,7 @@ class _FixedScorer(Reranker):
     def __init__(self) -> None:  # no model to load
         self.pairs_per_second = None
         self.fusion_weight = 0.0
+        self.fusion_cross = "z"
 
     def score(self, questions, answers):
         return np.array([float(len(a)) for a in answers], dtype=np.float32)
@@ -247,6 +325,12 @@ def test_fusion_weighs_the_first_stage_in_by_z_scores():
     store = _Store({"a": "x", "b": "xxx", "c": "xx"})
     out = _FixedScorer().rerank({"q": "question"}, {"q": first}, store, depth=3, weight=10.0)
     assert list(out["q"]) == ["a", "b", "c"]
+    # a residual scorer: its raw scores plus the weighted z-scores of the first stage
+    raw = fuse(first, cross, 1.0, "raw")
+    assert raw["a"] == pytest.approx(-1.0 + 0.8276, abs=1e-3)
+    assert sorted(raw, key=raw.get, reverse=True) == ["b", "a", "c"]
+    with pytest.raises(ValueError, match="scale"):
+        fuse(first, cross, 1.0, "rank")
 
 
 def test_the_shipped_checkpoint_is_complete_and_names_its_base():
@@ -286,7 +370,9 @@ def test_match_with_rerank_writes_reranked_hits(sample_index, tiny_llama_path, t
     assert run_cli(["tune", "reranker", sample_index, "--out", ckpt, "--base", tiny_llama_path,
                     "--steps", "2", "--group-size", "3", "--groups-per-step", "1",
                     "--device", "cpu", "--exclude-qrels", sample_dir / "qrels.tsv",
-                    "-q"]) == 0
+                    "--select", "uniform", "--no-residual", "-q"]) == 0
+    # a scorer trained on its own: match's hits carry its scores (no fusion)
+    assert "fusion" not in json.loads((ckpt / "reranker.json").read_text())
     out = tmp_path / "hits.jsonl"
     assert run_cli(["match", sample_index, "--queries", sample_dir / "queries.jsonl", "--k", "5",
                     "--rerank", ckpt, "--rerank-depth", "8", "--out", out, "--device", "cpu",
