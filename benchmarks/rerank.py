@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from mathmatch.runs import iter_queries, read_qrels
     from mathmatch.searcher import open_searcher
     from reranker import load_reranker
+    from reranker.model import folder_checksum
     from reranker.scorer import reorder
 
     task = args.data / "tasks" / "match"
@@ -77,8 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     groups = query_groups(store, qrels)
     rr = load_reranker(args.rerank, device=args.device, progress=True)
     saved = args.scores or args.out.with_suffix(".scores.json")
-    key = {"checkpoint": str(args.rerank.resolve()), "depth": args.depth,
-           "queries": [q for q, _ in queries]}
+    # The scores belong to these weights and these candidates: a retrained checkpoint in the
+    # same folder, or another index, scores again.
+    key = {"adapter": folder_checksum(rr.path), "depth": args.depth,
+           "candidates": {q: sorted(hits, key=hits.get, reverse=True)[:args.depth]
+                          for q, hits in first.items()}}
     cached = json.loads(saved.read_text()) if saved.is_file() and not args.rescore else None
     if cached is not None and cached["key"] == key:
         cross, score_s = cached["cross"], cached["score_seconds"]

@@ -29,8 +29,8 @@ explains a random sample of the groups (maximum likelihood); the checkpoint's ``
 and ``residual=False`` give the first recipe back (questions at random, seven of the top 30).
 
 EXCLUSION: the queries and judged records of every ``--exclude-qrels`` file never become a
-training question, a positive or a negative (:class:`tuning.data.Exclusions`, applied in
-:func:`make_groups`).
+training question, a positive or a negative (:class:`tuning.data.Exclusions`, applied before
+anything is searched in :func:`make_groups` and :func:`make_hard_groups`).
 
 The groups are drawn once and saved in ``OUT/checkpoints/groups.jsonl``; every ``save_every``
 steps the adapter, optimiser, scheduler and random states are saved there, so running the same
@@ -247,11 +247,16 @@ def make_hard_groups(searcher, exclusions: Exclusions, count: int, group_size: i
     return groups, summary
 
 
+def _positive_log_softmax(x: np.ndarray) -> np.ndarray:
+    """Each row's log-softmax at its first column (the positive), computed stably."""
+    m = x.max(axis=1, keepdims=True)
+    return x[:, 0] - m[:, 0] - np.log(np.exp(x - m).sum(axis=1))
+
+
 def prior_losses(groups: list[dict], weight: float, groups_per_step: int) -> np.ndarray:
     """Each step's listwise loss of the first stage alone (``weight`` times its z-scores)."""
-    first = weight * np.array([g["first"] for g in groups], dtype=np.float64)
-    m = first.max(axis=1, keepdims=True)
-    loss = -(first[:, 0] - m[:, 0] - np.log(np.exp(first - m).sum(axis=1)))
+    loss = -_positive_log_softmax(weight * np.array([g["first"] for g in groups],
+                                                    dtype=np.float64))
     steps = len(loss) // groups_per_step
     return loss[:steps * groups_per_step].reshape(steps, groups_per_step).mean(axis=1)
 
@@ -262,12 +267,7 @@ PRIOR_GRID = tuple(np.round(np.arange(0.25, 12.01, 0.25), 2))
 def fit_prior_weight(first: np.ndarray) -> float:
     """The ``W`` of the grid that maximises the mean log-softmax of each row's first column
     (the positive) in ``W * first``: how sharply the first stage's z-scores alone rank."""
-    def loglik(w: float) -> float:
-        x = w * first
-        m = x.max(axis=1, keepdims=True)
-        return float(np.mean(x[:, 0] - m[:, 0] - np.log(np.exp(x - m).sum(axis=1))))
-
-    return float(max(PRIOR_GRID, key=loglik))
+    return float(max(PRIOR_GRID, key=lambda w: float(np.mean(_positive_log_softmax(w * first)))))
 
 
 def _usable(searcher, exclusions: Exclusions):
@@ -493,6 +493,7 @@ def tune_reranker(cfg: RerankTuneConfig) -> dict:
         "mathmatch_version": __version__,
         # The first group scored by the trained model: loading the checkpoint must give these.
         "probe": {"qid": probe["qid"], "docs": probe["docs"], "question": probe["question"],
+                  "first": probe.get("first"),
                   "answers": [answer(d) for d in probe["docs"]],
                   "scores": [round(float(x), 6) for x in probe_scores]},
     }

@@ -122,8 +122,17 @@ def test_hard_groups_are_where_the_first_stage_is_least_sure(sample_index, sampl
         margins.append(g["first"][0] - max(g["first"][1:]))
     assert summary["first_stage_wrong"] == sum(m < 0 for m in margins)
     assert summary["prior_weight"] > 0
-    hard_cut = sorted(margins)[9]
-    assert sum(m <= hard_cut for m in margins) >= 10  # the hardest half is all in
+    # every eligible question (hard_share 0, as many as there are), then the 5 hardest only:
+    # they are the 5 smallest margins of all
+    searcher = open_searcher(sample_index, "hybrid", device="cpu")
+    every, _ = make_hard_groups(searcher, excl, count=summary["eligible"], group_size=4,
+                                depth=10, rerank_depth=10, hard_share=0.0, seed=0)
+    hardest, _ = make_hard_groups(searcher, excl, count=5, group_size=4, depth=10,
+                                  rerank_depth=10, hard_share=1.0, seed=0)
+    searcher.close()
+    margin = {g["qid"]: g["first"][0] - max(g["first"][1:]) for g in every}
+    assert len(margin) == summary["eligible"] > 5
+    assert {g["qid"] for g in hardest} == set(sorted(margin, key=lambda q: (margin[q], q))[:5])
 
 
 def test_training_steps_lower_the_listwise_loss_on_a_toy_set(tiny_llama_path):
@@ -192,6 +201,24 @@ def test_a_residual_checkpoint_reranks_with_raw_scores_over_the_weighted_first_s
     assert "fusion" not in plain and load_reranker(tmp_path / "plain").fusion_weight == 0.0
     with pytest.raises(ValueError, match="residual"):
         _cfg(sample_index, tiny_llama_path, out, select="uniform")
+
+
+def test_residual_training_takes_its_loss_over_the_scores_plus_the_first_stage(
+        sample_index, tiny_llama_path, tmp_path):
+    """With a learning rate of 0 the model does not move, so the first step's loss must be
+    the listwise loss of the probe group's scores plus W times its first-stage z-scores."""
+    import torch
+
+    out = tmp_path / "rr"
+    report = tune_reranker(_cfg(sample_index, tiny_llama_path, out, steps=1, groups_per_step=1,
+                                learning_rate=0.0, lora_dropout=0.0))
+    probe, w = report["probe"], report["fusion"]["weight"]
+    first_loss = json.loads((out / "training_curve.json").read_text())["loss"][0]
+    expected = listwise_loss(torch.tensor(probe["scores"]), len(probe["docs"]),
+                             w * torch.tensor(probe["first"]))
+    assert first_loss == pytest.approx(float(expected), abs=1e-3)
+    alone = listwise_loss(torch.tensor(probe["scores"]), len(probe["docs"]))
+    assert abs(float(alone) - float(expected)) > 1e-2  # the prior is not negligible here
 
 
 def test_a_shallower_scorer_keeps_its_depth_through_save_and_load(sample_index,
