@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from mathmatch.searcher import open_searcher
     from reranker import load_reranker
     from reranker.model import folder_checksum
-    from reranker.scorer import reorder
+    from reranker.scorer import read_fusion, reorder, resolve_checkpoint
 
     task = args.data / "tasks" / "match"
     qrels = read_qrels(task / "qrels.tsv")
@@ -76,11 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     first = searcher.search(queries, max(args.depth, 10))
     search_s = time.perf_counter() - t0
     groups = query_groups(store, qrels)
-    rr = load_reranker(args.rerank, device=args.device, progress=True)
+    ckpt = resolve_checkpoint(args.rerank)
+    weight, scale, _ = read_fusion(ckpt)
     saved = args.scores or args.out.with_suffix(".scores.json")
     # The scores belong to these weights and these candidates: a retrained checkpoint in the
     # same folder, or another index, scores again.
-    key = {"adapter": folder_checksum(rr.path), "depth": args.depth,
+    key = {"adapter": folder_checksum(ckpt), "depth": args.depth,
            "candidates": {q: sorted(hits, key=hits.get, reverse=True)[:args.depth]
                           for q, hits in first.items()}}
     cached = json.loads(saved.read_text()) if saved.is_file() and not args.rescore else None
@@ -88,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         cross, score_s = cached["cross"], cached["score_seconds"]
         print(f"cross-scorer scores read back from {saved} (--rescore to score again)")
     else:
+        rr = load_reranker(ckpt, device=args.device, progress=True)  # only to score
         t0 = time.perf_counter()
         cross = rr.rescore(dict(queries), first, store, depth=args.depth)  # scored once
         score_s = time.perf_counter() - t0
@@ -96,9 +98,8 @@ def main(argv: list[str] | None = None) -> int:
                                      "score_seconds": round(score_s, 1)}))
     pairs = sum(len(d) for d in cross.values())
 
-    scale = rr.fusion_cross
     systems = {"first stage": first, "cross alone": reorder(first, cross, None),
-               "checkpoint": reorder(first, cross, rr.fusion_weight, scale)}
+               "checkpoint": reorder(first, cross, weight, scale)}
     for w in WEIGHTS:
         systems[f"fused {w}"] = reorder(first, cross, w, scale)
     table = {name: evaluate_splits(qrels, run, METRICS, groups, splits)
@@ -110,14 +111,14 @@ def main(argv: list[str] | None = None) -> int:
         "stride": args.stride, "queries": len(queries), "pairs": pairs,
         "search_seconds": round(search_s, 1), "score_seconds": round(score_s, 1),
         "pairs_per_second": round(pairs / score_s, 2), "chosen_weight": chosen,
-        "checkpoint_fusion": {"weight": rr.fusion_weight, "cross": scale},
+        "checkpoint_fusion": {"weight": weight, "cross": scale},
         "checkpoint": str(args.rerank), "systems": table, "chosen": table[chosen],
         "machine": machine(),
     }
     print(f"machine: {describe(result['machine'])}")
     print(f"{len(queries)} queries (every {args.stride}-th), {pairs} pairs scored in "
           f"{score_s:.0f} s: {result['pairs_per_second']} pairs/s")
-    print(f"checkpoint fusion: weight {rr.fusion_weight}, cross-scorer scale {scale}; grid "
+    print(f"checkpoint fusion: weight {weight}, cross-scorer scale {scale}; grid "
           f"weight chosen on the even queries: {chosen}; odd queries held out")
     groups_seen = sorted(table["first stage"]["all"])
     print(f"{'system':<14}{'split':<6}" + "".join(f"{g + ' MRR@10':>16}{g + ' R@1':>12}"

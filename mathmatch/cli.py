@@ -189,8 +189,9 @@ def cmd_tune_reranker(args: argparse.Namespace) -> int:
         qlora=args.qlora, group_size=args.group_size, steps=args.steps,
         groups_per_step=args.groups_per_step, learning_rate=args.lr, depth=args.depth,
         mode=args.mode, layers=args.layers, max_length=args.max_length,
-        select=args.select, residual=args.residual, device=args.device, seed=args.seed,
-        resume=not args.no_resume, overwrite=args.overwrite, progress=_progress(args))
+        select=args.select, hard_share=args.hard_share, residual=args.residual,
+        device=args.device, seed=args.seed, resume=not args.no_resume,
+        overwrite=args.overwrite, progress=_progress(args))
     if not cfg.exclude_qrels:
         logger.warning("no --exclude-qrels: every record may be trained on; exclude the qrels "
                        "of any benchmark you will measure this reranker on")
@@ -663,6 +664,9 @@ def build_parser() -> argparse.ArgumentParser:
     rr.add_argument("--select", choices=("hard", "uniform"), default="hard",
                     help="training questions: where the first stage is least sure (default) "
                          "or at random")
+    rr.add_argument("--hard-share", type=float, default=0.75, metavar="F",
+                    help="with --select hard: the share of groups taken by smallest "
+                         "first-stage margin, the rest at random (default: 0.75)")
     rr.add_argument("--no-residual", dest="residual", action="store_false",
                     help="train the scorer on its own, not as a correction of the first "
                          "stage's scores (needed with --select uniform)")

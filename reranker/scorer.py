@@ -82,15 +82,9 @@ class Reranker:
                            "scores may differ", self.path, self.base_path)
         self.model, self.tok = _load(self.base_path, self.path, self.device,
                                      base.get("layers"))
-        # How much of the first stage the new order keeps (see :func:`fuse`): the checkpoint's
-        # ``fusion.weight`` when it has one, else 0 (the cross-scorer's order alone).  A
-        # checkpoint trained as a residual over the first stage (``fusion.cross`` = ``raw``)
-        # adds its raw scores to the weighted first-stage z-scores, as in training.
-        fusion = self.config.get("fusion", {})
-        self.fusion_weight = float(fusion.get("weight", 0.0))
-        self.fusion_cross = fusion.get("cross", "z")
-        if self.fusion_cross not in ("z", "raw"):
-            raise RerankerError(f"{self.path}: unknown fusion.cross {self.fusion_cross!r}")
+        self.fusion_weight, self.fusion_cross, self.fusion_depth = _fusion(self.path,
+                                                                           self.config)
+        self._warned_depth = False
 
     def score(self, questions: Sequence[str], answers: Sequence[str]) -> np.ndarray:
         """Scores of linear-text pairs, in order."""
@@ -131,6 +125,14 @@ class Reranker:
                weight: float | None = None) -> Run:
         """Rescore each query's first *depth* candidates and reorder (:func:`reorder`) with
         *weight* (default: the checkpoint's :attr:`fusion_weight`)."""
+        if (self.fusion_cross == "raw" and self.fusion_depth and depth != self.fusion_depth
+                and not self._warned_depth):
+            # The raw scores were trained beside W x z-scores over fusion.depth candidates;
+            # z-scores over another number of candidates have another spread.
+            logger.warning("%s was trained to rerank %d candidates, not %d: the fusion weight "
+                           "%.2f may not suit this depth", self.path, self.fusion_depth, depth,
+                           self.fusion_weight)
+            self._warned_depth = True
         fresh = self.rescore(queries, run, store, depth)
         return reorder(run, fresh, self.fusion_weight if weight is None else weight,
                        self.fusion_cross)
@@ -176,6 +178,30 @@ def fuse(first: Mapping[str, float], cross: Mapping[str, float],
         raise ValueError(f"scale must be z or raw, got {scale!r}")
     f = z(np.array([first[d] for d in docs], dtype=np.float64))
     return {d: float(v) for d, v in zip(docs, c + weight * f, strict=True)}
+
+
+def read_fusion(checkpoint: str | os.PathLike) -> tuple[float, str, int | None]:
+    """A checkpoint's fusion (weight, cross-scorer scale, depth), read from its
+    ``reranker.json`` without loading the model; ``default`` names the shipped one."""
+    path = resolve_checkpoint(checkpoint)
+    cfg_file = path / CONFIG_FILE
+    if not cfg_file.is_file():
+        raise RerankerError(f"{path}: not a reranker checkpoint (no {CONFIG_FILE})")
+    return _fusion(path, json.loads(cfg_file.read_text()))
+
+
+def _fusion(path: Path, config: dict) -> tuple[float, str, int | None]:
+    # How much of the first stage the new order keeps (see :func:`fuse`): the checkpoint's
+    # ``fusion.weight`` when it has one, else 0 (the cross-scorer's order alone).  A
+    # checkpoint trained as a residual over the first stage (``fusion.cross`` = ``raw``) adds
+    # its raw scores to the weighted first-stage z-scores, as in training, where the z-scores
+    # were taken over ``fusion.depth`` candidates.
+    fusion = config.get("fusion", {})
+    cross = fusion.get("cross", "z")
+    if cross not in ("z", "raw"):
+        raise RerankerError(f"{path}: unknown fusion.cross {cross!r}")
+    depth = fusion.get("depth")
+    return float(fusion.get("weight", 0.0)), cross, None if depth is None else int(depth)
 
 
 def _load(base: Path, checkpoint: Path, device: str, layers: int | None = None):

@@ -499,7 +499,7 @@ def tune_reranker(cfg: RerankTuneConfig) -> dict:
     }
     if prior_weight is not None:
         # Reranking adds the raw scores to W times the first stage's z-scores, as in training.
-        report["fusion"] = {"weight": prior_weight, "cross": "raw"}
+        report["fusion"] = {"weight": prior_weight, "cross": "raw", "depth": cfg.rerank_depth}
         # The first stage alone on the same groups (each is seen once, before the update it
         # makes): the loss training has to beat.
         prior = prior_steps[:len(losses)]

@@ -14,6 +14,7 @@ import pytest
 
 from reranker import Reranker, RerankerError, load_reranker
 from reranker.model import Budget, load_tokenizer, render_pair
+from reranker.scorer import read_fusion
 from reranker.train import (
     CHECKPOINTS,
     GROUPS_FILE,
@@ -193,9 +194,11 @@ def test_a_residual_checkpoint_reranks_with_raw_scores_over_the_weighted_first_s
         sample_index, tiny_llama_path, tmp_path):
     out = tmp_path / "rr"
     report = tune_reranker(_cfg(sample_index, tiny_llama_path, out, steps=2))
-    assert report["fusion"] == {"weight": report["selection"]["prior_weight"], "cross": "raw"}
+    assert report["fusion"] == {"weight": report["selection"]["prior_weight"], "cross": "raw",
+                                "depth": 20}
     rr = load_reranker(out, device="cpu")
     assert rr.fusion_cross == "raw" and rr.fusion_weight == report["fusion"]["weight"]
+    assert read_fusion(out) == (rr.fusion_weight, "raw", 20)  # without loading the model
     plain = tune_reranker(_cfg(sample_index, tiny_llama_path, tmp_path / "plain", steps=2,
                                select="uniform", residual=False))
     assert "fusion" not in plain and load_reranker(tmp_path / "plain").fusion_weight == 0.0
@@ -310,8 +313,11 @@ class _FixedScorer(Reranker):
 
     def __init__(self) -> None:  # no model to load
         self.pairs_per_second = None
+        self.path = "fixed"
         self.fusion_weight = 0.0
         self.fusion_cross = "z"
+        self.fusion_depth = None
+        self._warned_depth = False
 
     def score(self, questions, answers):
         return np.array([float(len(a)) for a in answers], dtype=np.float32)
@@ -334,6 +340,22 @@ def test_rerank_reorders_the_top_depth_and_keeps_the_rest_below_in_order():
     assert list(out["q"]) == ["b", "c", "a", "d", "e"]
     scores = list(out["q"].values())
     assert scores == sorted(scores, reverse=True)
+
+
+def test_a_residual_scorer_warns_once_when_reranking_another_depth_than_it_was_trained_at(
+        caplog):
+    """Its raw scores were trained beside W x z-scores over ``fusion.depth`` candidates; over
+    another number of candidates the z-scores spread otherwise."""
+    store = _Store({"a": "x", "b": "xxx", "c": "xx", "d": "xxxxxxx"})
+    run = {"q": {"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.6}}
+    rr = _FixedScorer()
+    rr.fusion_weight, rr.fusion_cross, rr.fusion_depth = 1.0, "raw", 3
+    with caplog.at_level("WARNING", logger="reranker.scorer"):
+        rr.rerank({"q": "question"}, run, store, depth=3)
+        assert not caplog.records
+        rr.rerank({"q": "question"}, run, store, depth=4)
+        rr.rerank({"q": "question"}, run, store, depth=4)
+    assert len(caplog.records) == 1 and "3 candidates, not 4" in caplog.text
 
 
 def test_fusion_weighs_the_first_stage_in_by_z_scores():
@@ -369,6 +391,7 @@ def test_the_shipped_checkpoint_is_complete_and_names_its_base():
     cfg = json.loads((DEFAULT_CHECKPOINT / CONFIG_FILE).read_text())
     assert cfg["base"]["name"] == "smollm2-135m-instruct" and cfg["base"]["layers"] == 8
     assert Budget(**cfg["budget"]).max_length == 256 and cfg["fusion"]["weight"] > 0
+    assert read_fusion("default") == (cfg["fusion"]["weight"], "raw", 20)
     assert cfg["exclusions"]["query_ids"] == 1500  # the dev match queries were kept out
     adapter = json.loads((DEFAULT_CHECKPOINT / "adapter_config.json").read_text())
     assert set(adapter["target_modules"]) == set(cfg["lora"]["targets"])
@@ -389,6 +412,19 @@ def test_the_shipped_checkpoint_reproduces_its_probe_scores():
     assert rr.fusion_weight == rr.config["fusion"]["weight"]
     assert np.allclose(rr.score([probe["question"]] * len(probe["docs"]), probe["answers"]),
                        probe["scores"], atol=1e-3)
+
+
+def test_tune_reranker_takes_the_share_of_hard_groups_from_the_command_line(
+        sample_index, tiny_llama_path, tmp_path, run_cli, sample_dir):
+    ckpt = tmp_path / "rr"
+    argv = ["tune", "reranker", sample_index, "--out", ckpt, "--base", tiny_llama_path,
+            "--steps", "2", "--group-size", "3", "--groups-per-step", "1", "--device", "cpu",
+            "--exclude-qrels", sample_dir / "qrels.tsv", "-q"]
+    assert run_cli([*argv, "--hard-share", "1.5"]) == 2 and not ckpt.exists()
+    assert run_cli([*argv, "--hard-share", "1.0"]) == 0
+    report = json.loads((ckpt / "reranker.json").read_text())
+    assert report["recipe"]["hard_share"] == 1.0
+    assert report["selection"]["random"] == 0 and report["selection"]["hard"] == 2
 
 
 def test_match_with_rerank_writes_reranked_hits(sample_index, tiny_llama_path, tmp_path,
