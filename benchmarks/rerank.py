@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     search_s = time.perf_counter() - t0
     groups = query_groups(store, qrels)
     ckpt = resolve_checkpoint(args.rerank)
-    weight, scale, _ = read_fusion(ckpt)
+    weight, scale, fusion_depth = read_fusion(ckpt)
     saved = args.scores or args.out.with_suffix(".scores.json")
     # The scores belong to these weights and these candidates: a retrained checkpoint in the
     # same folder, or another index, scores again.
@@ -111,15 +111,19 @@ def main(argv: list[str] | None = None) -> int:
         "stride": args.stride, "queries": len(queries), "pairs": pairs,
         "search_seconds": round(search_s, 1), "score_seconds": round(score_s, 1),
         "pairs_per_second": round(pairs / score_s, 2), "chosen_weight": chosen,
-        "checkpoint_fusion": {"weight": weight, "cross": scale},
+        "checkpoint_fusion": {"weight": weight, "cross": scale, "depth": fusion_depth},
         "checkpoint": str(args.rerank), "systems": table, "chosen": table[chosen],
         "machine": machine(),
     }
     print(f"machine: {describe(result['machine'])}")
     print(f"{len(queries)} queries (every {args.stride}-th), {pairs} pairs scored in "
           f"{score_s:.0f} s: {result['pairs_per_second']} pairs/s")
-    print(f"checkpoint fusion: weight {weight}, cross-scorer scale {scale}; grid "
-          f"weight chosen on the even queries: {chosen}; odd queries held out")
+    print(f"checkpoint fusion: weight {weight}, cross-scorer scale {scale}, fitted at depth "
+          f"{fusion_depth or 'unrecorded'}; grid weight chosen on the even queries: {chosen}; "
+          f"odd queries held out")
+    if scale == "raw" and fusion_depth and fusion_depth != args.depth:
+        print(f"note: the checkpoint's weight was fitted over {fusion_depth} candidates, "
+              f"this run reranks {args.depth}")
     groups_seen = sorted(table["first stage"]["all"])
     print(f"{'system':<14}{'split':<6}" + "".join(f"{g + ' MRR@10':>16}{g + ' R@1':>12}"
                                                   for g in groups_seen))

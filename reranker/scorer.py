@@ -64,10 +64,7 @@ class Reranker:
         from retriever.encoder import resolve_device
 
         self.path = Path(checkpoint)
-        cfg_file = self.path / CONFIG_FILE
-        if not cfg_file.is_file():
-            raise RerankerError(f"{self.path}: not a reranker checkpoint (no {CONFIG_FILE})")
-        self.config = json.loads(cfg_file.read_text())
+        self.config = _read_config(self.path)
         if self.config.get("prompt", PROMPT) != PROMPT:
             raise RerankerError(f"{self.path}: trained with another template than this version's")
         self.device = resolve_device(device)
@@ -131,7 +128,7 @@ class Reranker:
             # z-scores over another number of candidates have another spread.
             logger.warning("%s was trained to rerank %d candidates, not %d: the fusion weight "
                            "%.2f may not suit this depth", self.path, self.fusion_depth, depth,
-                           self.fusion_weight)
+                           self.fusion_weight if weight is None else weight)
             self._warned_depth = True
         fresh = self.rescore(queries, run, store, depth)
         return reorder(run, fresh, self.fusion_weight if weight is None else weight,
@@ -184,10 +181,14 @@ def read_fusion(checkpoint: str | os.PathLike) -> tuple[float, str, int | None]:
     """A checkpoint's fusion (weight, cross-scorer scale, depth), read from its
     ``reranker.json`` without loading the model; ``default`` names the shipped one."""
     path = resolve_checkpoint(checkpoint)
+    return _fusion(path, _read_config(path))
+
+
+def _read_config(path: Path) -> dict:
     cfg_file = path / CONFIG_FILE
     if not cfg_file.is_file():
         raise RerankerError(f"{path}: not a reranker checkpoint (no {CONFIG_FILE})")
-    return _fusion(path, json.loads(cfg_file.read_text()))
+    return json.loads(cfg_file.read_text())
 
 
 def _fusion(path: Path, config: dict) -> tuple[float, str, int | None]:

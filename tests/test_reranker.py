@@ -198,7 +198,8 @@ def test_a_residual_checkpoint_reranks_with_raw_scores_over_the_weighted_first_s
                                 "depth": 20}
     rr = load_reranker(out, device="cpu")
     assert rr.fusion_cross == "raw" and rr.fusion_weight == report["fusion"]["weight"]
-    assert read_fusion(out) == (rr.fusion_weight, "raw", 20)  # without loading the model
+    assert read_fusion(out) == (rr.fusion_weight, rr.fusion_cross, rr.fusion_depth) \
+        == (report["fusion"]["weight"], "raw", 20)  # read_fusion: without loading the model
     plain = tune_reranker(_cfg(sample_index, tiny_llama_path, tmp_path / "plain", steps=2,
                                select="uniform", residual=False))
     assert "fusion" not in plain and load_reranker(tmp_path / "plain").fusion_weight == 0.0
@@ -421,10 +422,11 @@ def test_tune_reranker_takes_the_share_of_hard_groups_from_the_command_line(
             "--steps", "2", "--group-size", "3", "--groups-per-step", "1", "--device", "cpu",
             "--exclude-qrels", sample_dir / "qrels.tsv", "-q"]
     assert run_cli([*argv, "--hard-share", "1.5"]) == 2 and not ckpt.exists()
-    assert run_cli([*argv, "--hard-share", "1.0"]) == 0
+    # 0: every group at random (the default 0.75 would take both of the 2 groups as hard)
+    assert run_cli([*argv, "--hard-share", "0"]) == 0
     report = json.loads((ckpt / "reranker.json").read_text())
-    assert report["recipe"]["hard_share"] == 1.0
-    assert report["selection"]["random"] == 0 and report["selection"]["hard"] == 2
+    assert report["recipe"]["hard_share"] == 0.0
+    assert report["selection"]["hard"] == 0 and report["selection"]["random"] == 2
 
 
 def test_match_with_rerank_writes_reranked_hits(sample_index, tiny_llama_path, tmp_path,
