@@ -23,6 +23,7 @@ from typing import Any
 
 from mathmatch.evaluate import counts, evaluate_groups, evaluate_run, metric_names
 from mathmatch.runs import batched, iter_queries, read_qrels
+from retriever.givens import DEFAULT_GIVENS_WEIGHT
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ class BenchConfig:
         stride: measure every N-th judged query only (a subset spread over the whole file, so
             over every source; say so when quoting).
         limit: measure only the first N judged queries (after *stride*; a subset).
+        givens_weight: the weight of the numbers' agreement in the hybrid systems
+            (:mod:`retriever.givens`; 0: the fusion alone).
         device: ``auto``, ``cpu`` or ``cuda``.
         out: where ``results.json`` goes (``.md`` and ``.png`` beside it).
     """
@@ -77,6 +80,7 @@ class BenchConfig:
     extra: list[System] = field(default_factory=list)
     stride: int = 1
     limit: int | None = None
+    givens_weight: float = DEFAULT_GIVENS_WEIGHT
     device: str = "auto"
     batch_size: int = 256
     out: Path = Path("results.json")
@@ -84,6 +88,8 @@ class BenchConfig:
     def __post_init__(self) -> None:
         if self.stride < 1:
             raise ValueError(f"stride must be at least 1, got {self.stride}")
+        if not self.givens_weight >= 0.0:
+            raise ValueError(f"givens_weight must be 0 or more, got {self.givens_weight}")
         if not self.ks or any(k < 1 for k in self.ks):
             raise ValueError(f"k values must be positive, got {self.ks}")
         for mode in self.modes:
@@ -112,7 +118,8 @@ def _run_system(system: System, queries: list[tuple[str, str]], depth: int,
                 cfg: BenchConfig) -> tuple[dict, float]:
     from mathmatch.searcher import open_searcher
 
-    searcher = open_searcher(system.index, mode=system.mode, device=cfg.device)
+    searcher = open_searcher(system.index, mode=system.mode, device=cfg.device,
+                             givens_weight=cfg.givens_weight)
     reranker = None
     if system.rerank is not None:
         from reranker import load_reranker  # the cross-scorer of #7

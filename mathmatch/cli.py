@@ -117,7 +117,8 @@ def cmd_match(args: argparse.Namespace) -> int:
 
     weights = (1.0, 1.0) if args.fusion == "rrf" else (0.7, 0.3)
     searcher = open_searcher(args.dir, mode=args.mode, encoder=args.encoder, device=args.device,
-                             depth=args.depth, fusion=args.fusion, weights=weights)
+                             depth=args.depth, fusion=args.fusion, weights=weights,
+                             givens_weight=args.givens_weight)
     tiebreak = _tiebreaker(args) if args.symbolic else None
     reranker = None
     if args.rerank is not None:
@@ -188,9 +189,9 @@ def cmd_tune_reranker(args: argparse.Namespace) -> int:
         index=args.dir, out=args.out, base=args.base, exclude_qrels=args.exclude_qrels,
         qlora=args.qlora, group_size=args.group_size, steps=args.steps,
         groups_per_step=args.groups_per_step, learning_rate=args.lr, depth=args.depth,
-        mode=args.mode, layers=args.layers, max_length=args.max_length,
-        select=args.select, hard_share=args.hard_share, residual=args.residual,
-        device=args.device, seed=args.seed, resume=not args.no_resume,
+        mode=args.mode, givens_weight=args.givens_weight, layers=args.layers,
+        max_length=args.max_length, select=args.select, hard_share=args.hard_share,
+        residual=args.residual, device=args.device, seed=args.seed, resume=not args.no_resume,
         overwrite=args.overwrite, progress=_progress(args))
     if not cfg.exclude_qrels:
         logger.warning("no --exclude-qrels: every record may be trained on; exclude the qrels "
@@ -318,7 +319,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                       modes=args.mode.split(","), ks=ks, rerank=args.rerank,
                       rerank_depth=args.rerank_depth, rerank_weight=args.rerank_weight,
                       extra=[_system(s) for s in args.compare], stride=args.stride,
-                      limit=args.limit,
+                      limit=args.limit, givens_weight=args.givens_weight,
                       device=args.device, out=Path(args.out))
     results = run_bench(cfg)
     metrics = results["metrics"]
@@ -394,6 +395,15 @@ def _add_tuning_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace a finished model in OUT")
     _add_device(p)
+
+
+def _add_givens(p: argparse.ArgumentParser) -> None:
+    from retriever.givens import DEFAULT_GIVENS_WEIGHT
+
+    p.add_argument("--givens-weight", type=float, default=DEFAULT_GIVENS_WEIGHT, metavar="W",
+                   help="hybrid mode: add W times the share of the question's numbers found in "
+                        "a candidate's answer to its z-scored fused score (the first --depth "
+                        f"candidates); 0 turns it off (default: {DEFAULT_GIVENS_WEIGHT:g})")
 
 
 def _add_rerank_options(p: argparse.ArgumentParser) -> None:
@@ -514,6 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
     match.add_argument("--fusion", choices=("zscore", "minmax", "rrf"), default="zscore",
                        help="hybrid fusion: z-scored (default) or min-max scores weighted "
                             "0.7 dense / 0.3 BM25, or reciprocal rank fusion")
+    _add_givens(match)
     match.add_argument("--rerank", type=Path, default=None, metavar="CKPT",
                        help="rescore the first candidates with this cross-scorer checkpoint "
                             "(from mathmatch tune reranker; 'default': the one shipped with "
@@ -656,6 +667,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="first-stage candidates negatives are drawn from (default: 30)")
     rr.add_argument("--mode", choices=("dense", "bm25", "hybrid"), default="hybrid",
                     help="first stage that gives the negatives (default: hybrid)")
+    _add_givens(rr)
     rr.add_argument("--layers", type=int, default=8, metavar="N",
                     help="decoder layers of the base kept in the scorer; 0 keeps all (default: "
                          "8, the CPU recipe: a quarter of SmolLM2's cost per pair)")
@@ -692,6 +704,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also measure each mode followed by this reranker ('default': "
                             "the one shipped with mathmatch)")
     _add_rerank_options(bench)
+    _add_givens(bench)
     bench.add_argument("--compare", action="append", default=[], metavar="NAME=DIR[:MODE]",
                        help="another system in the same run, e.g. tuned=idx-tuned:dense "
                             "(repeatable)")

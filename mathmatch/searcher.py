@@ -25,6 +25,7 @@ from mathcore.store import Store
 from mathmatch.build import STORE_FILE
 from mathmatch.manifest import ManifestError, read_manifest
 from mathmatch.stages import DENSE_DIR, LEXICAL_DIR
+from retriever.givens import DEFAULT_GIVENS_WEIGHT, GivensAgreement
 from retriever.retrievers import (
     DEFAULT_FUSION,
     DEFAULT_WEIGHTS,
@@ -110,7 +111,7 @@ class Searcher:
 def open_searcher(index_dir: Path, mode: str = DEFAULT_MODE, encoder: str | None = None,
                   device: str = "auto", batch_size: int = 64, depth: int = 100,
                   fusion: str = DEFAULT_FUSION, weights: tuple[float, float] = DEFAULT_WEIGHTS,
-                  mmap: bool = True) -> Searcher:
+                  givens_weight: float = DEFAULT_GIVENS_WEIGHT, mmap: bool = True) -> Searcher:
     """Load what *mode* needs from an index folder, after checking it is consistent.
 
     Args:
@@ -123,6 +124,8 @@ def open_searcher(index_dir: Path, mode: str = DEFAULT_MODE, encoder: str | None
         depth: candidates per ranking fused by hybrid mode.
         fusion: how hybrid mode fuses (``zscore``, ``minmax`` or ``rrf``).
         weights: (dense, bm25) weights of the fusion.
+        givens_weight: in hybrid mode, the weight of the candidates' agreement with the
+            question's numbers (:mod:`retriever.givens`); 0 keeps the fusion alone.
         mmap: memory-map the vectors instead of reading them into memory.
 
     Raises:
@@ -166,5 +169,7 @@ def open_searcher(index_dir: Path, mode: str = DEFAULT_MODE, encoder: str | None
     elif mode == "bm25":
         retriever = lexical
     else:
-        retriever = HybridRetriever(dense, lexical, depth=depth, fusion=fusion, weights=weights)
+        givens = GivensAgreement(store.texts, givens_weight) if givens_weight else None
+        retriever = HybridRetriever(dense, lexical, depth=depth, fusion=fusion, weights=weights,
+                                    givens=givens)
     return Searcher(index_dir, store, retriever, mode, manifest)

@@ -66,6 +66,7 @@ from reranker.model import (
     score_ids,
 )
 from reranker.scorer import CONFIG_FILE
+from retriever.givens import DEFAULT_GIVENS_WEIGHT
 from tuning.data import Exclusions, TrainRecord, same_problem
 from tuning.outdir import CHECKPOINTS, OutputFolderError, prepare_output
 
@@ -102,6 +103,7 @@ class RerankTuneConfig:
     max_question: int = 96
     depth: int = 30
     mode: str = "hybrid"
+    givens_weight: float = DEFAULT_GIVENS_WEIGHT
     device: str = "auto"
     gradient_checkpointing: bool | None = None
     save_every: int = 25
@@ -128,6 +130,8 @@ class RerankTuneConfig:
                              "(with --select uniform, add --no-residual)")
         if not 0.0 <= self.hard_share <= 1.0:
             raise ValueError("hard_share must lie between 0 and 1")
+        if not self.givens_weight >= 0.0:
+            raise ValueError(f"givens_weight must be 0 or more, got {self.givens_weight}")
 
     def recipe(self) -> dict:
         d = asdict(self)
@@ -360,7 +364,8 @@ def tune_reranker(cfg: RerankTuneConfig) -> dict:
         groups = [json.loads(line) for line in groups_file.open(encoding="utf-8")]
         selection = json.loads(summary_file.read_text())
     else:
-        searcher = open_searcher(Path(cfg.index), mode=cfg.mode, device=cfg.device)
+        searcher = open_searcher(Path(cfg.index), mode=cfg.mode, device=cfg.device,
+                                 givens_weight=cfg.givens_weight)
         t = time.perf_counter()
         count = cfg.steps * cfg.groups_per_step
         if cfg.select == "hard":

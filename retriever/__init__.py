@@ -6,6 +6,7 @@ store's row ids (``-1`` pads missing hits), on *linear* query text (see
 """
 
 from retriever.encoder import DEFAULT_ENCODER, Encoder, EncoderSpec
+from retriever.givens import DEFAULT_GIVENS_WEIGHT, GivensAgreement
 from retriever.retrievers import (
     DEFAULT_FUSION,
     DEFAULT_WEIGHTS,
@@ -16,5 +17,6 @@ from retriever.retrievers import (
     LexicalRetriever,
 )
 
-__all__ = ["DEFAULT_ENCODER", "DEFAULT_FUSION", "DEFAULT_WEIGHTS", "FUSIONS", "MODES",
-           "DenseRetriever", "Encoder", "EncoderSpec", "HybridRetriever", "LexicalRetriever"]
+__all__ = ["DEFAULT_ENCODER", "DEFAULT_FUSION", "DEFAULT_GIVENS_WEIGHT", "DEFAULT_WEIGHTS",
+           "FUSIONS", "MODES", "DenseRetriever", "Encoder", "EncoderSpec", "GivensAgreement",
+           "HybridRetriever", "LexicalRetriever"]

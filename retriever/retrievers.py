@@ -46,7 +46,8 @@ DEFAULT_WEIGHTS = (0.7, 0.3)
 
 
 class HybridRetriever:
-    """Fusion of a dense and a BM25 ranking, each taken *depth* deep.
+    """Fusion of a dense and a BM25 ranking, each taken *depth* deep, then (with *givens*) the
+    fused first *depth* rescored by their answers' agreement with the question's numbers.
 
     Args:
         dense: a :class:`DenseRetriever`.
@@ -57,23 +58,32 @@ class HybridRetriever:
             (reciprocal rank fusion, rank offset *c*).
         weights: (dense, bm25) weights.
         c: the RRF rank offset.
+        givens: a :class:`retriever.givens.GivensAgreement`, or None to return the fusion as it
+            is.
     """
 
     def __init__(self, dense: DenseRetriever, lexical: LexicalRetriever, depth: int = 100,
                  fusion: str = DEFAULT_FUSION,
-                 weights: tuple[float, float] = DEFAULT_WEIGHTS, c: int = 60) -> None:
+                 weights: tuple[float, float] = DEFAULT_WEIGHTS, c: int = 60,
+                 givens: Any = None) -> None:
         if depth < 1:
             raise ValueError(f"depth must be at least 1, got {depth}")
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
         self.dense, self.lexical = dense, lexical
         self.depth, self.fusion, self.weights, self.c = depth, fusion, weights, c
+        self.givens = givens
 
     def search_texts(self, texts: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         from index import convex, rrf
 
         depth = max(self.depth, k)
         rankings = [self.dense.search_texts(texts, depth), self.lexical.search_texts(texts, depth)]
+        fused_k = depth if self.givens is not None else k
         if self.fusion == "rrf":
-            return rrf(rankings, k=k, c=self.c, weights=self.weights)
-        return convex(rankings, k=k, weights=self.weights, normalize=self.fusion)
+            fused = rrf(rankings, k=fused_k, c=self.c, weights=self.weights)
+        else:
+            fused = convex(rankings, k=fused_k, weights=self.weights, normalize=self.fusion)
+        if self.givens is None:
+            return fused
+        return self.givens.rescore(texts, *fused, k)

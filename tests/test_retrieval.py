@@ -71,7 +71,7 @@ def test_hybrid_fuses_dense_and_bm25(sample_index):
 
     queries = list(iter_queries(SAMPLE / "queries.jsonl"))[:10]
     texts = [t for _, t in queries]
-    hybrid = open_searcher(sample_index, "hybrid", device="cpu", depth=50)
+    hybrid = open_searcher(sample_index, "hybrid", device="cpu", depth=50, givens_weight=0)
     dense = open_searcher(sample_index, "dense", device="cpu")
     bm25 = open_searcher(sample_index, "bm25")
     from mathmatch.searcher import linear_query
@@ -81,7 +81,7 @@ def test_hybrid_fuses_dense_and_bm25(sample_index):
     expected = convex(rankings, k=10, weights=(0.7, 0.3), normalize="zscore")
     np.testing.assert_array_equal(hybrid.search_rows(lin, 10)[1], expected[1])
     by_rrf = open_searcher(sample_index, "hybrid", device="cpu", depth=50, fusion="rrf",
-                           weights=(1.0, 1.0))
+                           weights=(1.0, 1.0), givens_weight=0)
     np.testing.assert_array_equal(by_rrf.search_rows(lin, 10)[1], rrf(rankings, k=10)[1])
     assert len(texts) == 10
 

@@ -1,0 +1,100 @@
+"""Does the numbers' agreement help hybrid search? Dev MRR@10 and R@k at each givens weight.
+
+    python -m benchmarks.givens --index DIR [--data ../shared/data] [--depth 100]
+                                [--out build/bench/givens.json]
+
+The 1,500 dev match queries are searched once in hybrid mode without the givens term (the
+dense + BM25 fusion alone, ``depth`` deep); then, for each weight of a grid, the fused first
+``depth`` candidates are rescored by :class:`retriever.givens.GivensAgreement` (z-scored fused
+score + weight x the share of the question's numbers found in the candidate's answer) -- what
+``mathmatch match --givens-weight W`` does. The weight is chosen on the even-numbered queries
+(line order of queries.jsonl; the largest MRR@10 there, ties to the smaller weight); the odd ones
+are held out. Figures: MRR@10, R@1, R@10 and R@100 overall and per source on the even, odd and
+all queries (``without``, ``default``, ``chosen`` and the whole ``grid``), and the time the
+rescoring at the default weight adds per query.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.machine import describe, machine
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+WEIGHTS = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
+METRICS = ("mrr@10", "recall@1", "recall@10", "recall@100")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--index", type=Path, required=True)
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--depth", type=int, default=100,
+                   help="fused candidates rescored (default: 100, as in match)")
+    p.add_argument("--out", type=Path, default=Path("build/bench/givens.json"))
+    args = p.parse_args(argv)
+    from mathmatch.bench import query_groups
+    from mathmatch.evaluate import evaluate_splits
+    from mathmatch.runs import iter_queries, read_qrels
+    from mathmatch.searcher import linear_query, open_searcher
+    from retriever.givens import DEFAULT_GIVENS_WEIGHT, GivensAgreement
+
+    task = args.data / "tasks" / "match"
+    qrels = read_qrels(task / "qrels.tsv")
+    queries = [(q, t) for q, t in iter_queries(task / "queries.jsonl") if q in qrels]
+    even = {q for i, (q, _) in enumerate(queries) if i % 2 == 0}
+    splits = {"even": even, "odd": set(qrels) - even, "all": set(qrels)}
+
+    searcher = open_searcher(args.index, mode="hybrid", device="cpu", depth=args.depth,
+                             givens_weight=0.0)
+    store = searcher.store
+    groups = query_groups(store, qrels)
+    texts = [linear_query(q, t) for q, t in queries]
+    t0 = time.perf_counter()
+    scores, rows = searcher.search_rows(texts, args.depth)
+    search_s = time.perf_counter() - t0
+    table, seconds = {}, {}
+    for w in WEIGHTS:
+        t0 = time.perf_counter()
+        s, r = (scores, rows) if w == 0 else GivensAgreement(store.texts, w).rescore(
+            texts, scores, rows, args.depth)
+        seconds[w] = time.perf_counter() - t0
+        ids = store.ids_of(sorted({int(x) for x in r.ravel() if x >= 0}))
+        run = {qid: {ids[int(x)]: float(v) for v, x in zip(srow, rrow, strict=True) if x >= 0}
+               for (qid, _), srow, rrow in zip(queries, s, r, strict=True)}
+        table[w] = evaluate_splits(qrels, run, METRICS, groups, splits)
+    chosen = max(WEIGHTS, key=lambda w: (table[w]["even"]["all"]["mrr@10"], -w))
+    result = {
+        "task": "dev match queries, hybrid search, givens weight grid", "depth": args.depth,
+        "queries": len(queries), "search_seconds": round(search_s, 1),
+        "rescore_ms_per_query": round(1000 * seconds[DEFAULT_GIVENS_WEIGHT] / len(queries), 2),
+        "chosen_weight": chosen, "default_weight": DEFAULT_GIVENS_WEIGHT,
+        "without": table[0.0], "default": table[DEFAULT_GIVENS_WEIGHT], "chosen": table[chosen],
+        "grid": [{"weight": w, **t} for w, t in table.items()], "machine": machine(),
+    }
+    print(f"machine: {describe(result['machine'])}")
+    print(f"{len(queries)} queries, hybrid fused {args.depth} deep in {search_s:.0f} s; "
+          f"rescoring adds {result['rescore_ms_per_query']} ms a "
+          f"query; weight chosen on the even queries: {chosen} (default "
+          f"{DEFAULT_GIVENS_WEIGHT}); odd queries held out")
+    sources = sorted(table[0.0]["all"])
+    print(f"{'weight':<8}{'split':<6}" + "".join(f"{g + ' MRR@10':>16}{g + ' R@1':>12}"
+                                                 for g in sources) + f"{'all R@100':>11}")
+    for w in WEIGHTS:
+        for split in ("even", "odd", "all"):
+            row = table[w][split]
+            print(f"{w:<8}{split:<6}" + "".join(
+                f"{row[g]['mrr@10']:16.4f}{row[g]['recall@1']:12.4f}" for g in sources)
+                + f"{row['all']['recall@100']:11.4f}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    searcher.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
