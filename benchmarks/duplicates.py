@@ -1,6 +1,7 @@
 """Duplicate detection on the GSM-Plus pairs: ``mathmatch dedup`` against MiniLM cosine.
 
-    python -m benchmarks.duplicates --index DIR [--data ../shared/data] [--k 10] [--fit]
+    python -m benchmarks.duplicates --index DIR [--data ../shared/data] [--k 10]
+                                    [--fit [--folds 5] [--judge-out DIR]]
                                     [--out build/bench/duplicates.json]
 
 Each variant of ``tasks/duplicates/pairs.jsonl`` is a query; its target is the seed record of
@@ -14,9 +15,10 @@ flattering the baseline), and the share called duplicate per kind of variant.
 
 ``--fit`` trains the insertion judge (:mod:`tuning.judge`, a few minutes) and saves it where
 the package ships it, then refits the logistic weights and the threshold on the even half
-(pairs scored directly, seed against variant, the judge's feature out of fold) and prints
-them; they are frozen by copying them into :mod:`mathmatch.dedup`. Nothing is fitted or
-trained on the odd half.
+(pairs scored directly, seed against variant, the judge's feature out of fold: ``--folds``
+folds of the even seeds, default 5) and prints them, with the even half's average precision
+of those out-of-fold scores (to judge a recipe without the odd half); they are frozen by
+copying them into :mod:`mathmatch.dedup`. Nothing is fitted or trained on the odd half.
 """
 
 from __future__ import annotations
@@ -63,15 +65,17 @@ def _best_threshold(pairs: list[dict], scores: dict[str, float]) -> float:
     return float(best)
 
 
-def fit(pairs: list[dict], seeds: dict[str, str], qi, judge_out: Path) -> None:
+def fit(pairs: list[dict], seeds: dict[str, str], qi, judge_out: Path, folds: int = 5) -> None:
     """Train the insertion judge and refit the weights and threshold on the even half.
 
-    The judge's feature for the logistic fit is out of fold (two folds of the even seeds, each
-    scored by a judge trained on the other), so its weight is not inflated by pairs the judge
-    has seen; the judge saved to *judge_out* is trained on the whole even half.
+    The judge's feature for the logistic fit is out of fold (*folds* folds of the even seeds,
+    each scored by a judge trained on the others), so its weight is not inflated by pairs the
+    judge has seen; with more folds each fold's judge sees more of the data, closer to the
+    judge saved to *judge_out*, which is trained on the whole even half.
     """
     from mathcore.records import query_text
     from mathmatch.dedup import FEATURES, PairScore, Side, fit_logistic
+    from mathmatch.evaluate import duplicate_scores
     from tuning.judge import JudgeRecipe, save, train_judge
 
     even = [p for p in pairs if p["seed_idx"] % 2 == 0]
@@ -85,19 +89,19 @@ def fit(pairs: list[dict], seeds: dict[str, str], qi, judge_out: Path) -> None:
     y = np.array([p["duplicate"] for p in even], dtype=float)
     recipe = JudgeRecipe()
     rank = {s: i for i, s in enumerate(sorted({p["seed_idx"] for p in even}))}
-    fold = np.array([rank[p["seed_idx"]] % 2 for p in even])  # a seed's variants stay together
+    fold = np.array([rank[p["seed_idx"]] % folds for p in even])  # a seed's variants together
     judged = np.zeros(len(even))
-    for k in (0, 1):
+    for k in range(folds):
         train = np.flatnonzero(fold != k)
         test = np.flatnonzero(fold == k)
-        print(f"judge fold {k + 1}/2: training on {len(train)} pairs, scoring {len(test)}")
+        print(f"judge fold {k + 1}/{folds}: training on {len(train)} pairs, scoring {len(test)}")
         trained = train_judge([inputs[i] for i in train], y[train], recipe, progress=True)
         judged[test] = trained.judge.logits([inputs[i] for i in test])
     print(f"judge: training on all {len(even)} even pairs")
     trained = train_judge(inputs, y, recipe, progress=True)
     save(trained, judge_out, trained_on="GSM-Plus pairs (tasks/duplicates/pairs.jsonl) with an "
          "even seed_idx; the odd half is held out", reproduce="python -m benchmarks.duplicates "
-         "--index DIR --fit")
+         f"--index DIR --fit --folds {folds}")
     facts = trained.facts
     print(f"saved the judge to {judge_out} ({facts['seconds']} s, loss {facts['loss_first']} "
           f"-> {facts['loss_last']})")
@@ -114,6 +118,18 @@ def fit(pairs: list[dict], seeds: dict[str, str], qi, judge_out: Path) -> None:
     print(f"BIAS = {bias:.3f}")
     print("  " + ", ".join(f"{f}={v:.2f}" for f, v in zip(FEATURES, w, strict=True)))
     print(f"DEFAULT_THRESHOLD = {_best_threshold(even, scores):.3f}  (best F1 on the even half)")
+    # The same scores with the logistic model also out of fold (fitted on the other folds).
+    held, rows = {}, np.array(model)
+    for k in range(folds):
+        rest = fold[rows] != k
+        wk, bk = fit_logistic(x[rest], y[rows[rest]])
+        held.update({even[i]["variant_id"]: prepared[i].score(float(judged[i]), wk, bk)
+                     for i in np.flatnonzero(fold == k)})
+    labels = {p["variant_id"]: int(p["duplicate"]) for p in even}
+    ap = duplicate_scores(labels, scores, 0.5)["average_precision"]
+    ap_held = duplicate_scores(labels, held, 0.5)["average_precision"]
+    print(f"even half, judge out of fold ({folds} folds): AP {ap:.4f} with the weights above, "
+          f"{ap_held:.4f} with the weights out of fold too")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,10 +139,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--k", type=int, default=10, help="candidates per variant (default: 10)")
     p.add_argument("--fit", action="store_true",
                    help="train the insertion judge and refit weights and threshold (even half)")
+    p.add_argument("--folds", type=int, default=5,
+                   help="--fit: folds of the even seeds for the judge's out-of-fold feature "
+                   "(default: 5)")
     p.add_argument("--judge-out", type=Path, default=None,
                    help="where --fit saves the judge (default: the shipped mathmatch/models/judge)")
     p.add_argument("--out", type=Path, default=Path("build/bench/duplicates.json"))
     args = p.parse_args(argv)
+    if args.folds < 2:
+        p.error("--folds must be at least 2")
     from mathcore.records import query_text
     from mathmatch.dedup import DEFAULT_THRESHOLD
     from mathmatch.finder import DuplicateFinder
@@ -138,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.fit:
         from mathmatch.judge import DEFAULT_JUDGE
 
-        fit(pairs, seeds, qi, args.judge_out or DEFAULT_JUDGE)
+        fit(pairs, seeds, qi, args.judge_out or DEFAULT_JUDGE, args.folds)
         return 0
     finder = DuplicateFinder(qi)
     t0 = time.perf_counter()
