@@ -5,13 +5,15 @@
                                     [--out build/bench/duplicates.json]
 
 Each variant of ``tasks/duplicates/pairs.jsonl`` is a query; its target is the seed record of
-the index. The pair's score is the seed's duplicate score among the query's ``k`` candidates
-(the nearest stored questions); a seed not among them scores -inf (ranked last). Figures:
-average precision over all pairs (chance = share of duplicates), and precision / recall / F1
-at the default threshold, for the pairs with an even ``seed_idx`` (the split the weights and
-the threshold were chosen on), the odd ones (held out) and all; the same for the cosine of
-all-MiniLM-L6-v2 between seed and variant (its best-F1 threshold, chosen on the same data, so
-flattering the baseline), and the share called duplicate per kind of variant.
+the index. Two runs: the queries with their final answers (``variant_answer``, compared with
+the seed record's ``final``: a duplicate has the same answer, see :mod:`mathmatch.dedup`) and
+the questions alone. The pair's score is the seed's duplicate score among the query's ``k``
+candidates (the nearest stored questions); a seed not among them scores -inf (ranked last).
+Figures: average precision over all pairs (chance = share of duplicates), and precision /
+recall / F1 at the default threshold, for the pairs with an even ``seed_idx`` (the split the
+weights and the threshold were chosen on), the odd ones (held out) and all; the same for the
+cosine of all-MiniLM-L6-v2 between seed and variant (its best-F1 threshold, chosen on the same
+data, so flattering the baseline), and the share called duplicate per kind of variant.
 
 ``--fit`` trains the insertion judge (:mod:`tuning.judge`, a few minutes) and saves it where
 the package ships it, then refits the logistic weights and the threshold on the even half
@@ -162,39 +164,51 @@ def main(argv: list[str] | None = None) -> int:
         fit(pairs, seeds, qi, args.judge_out or DEFAULT_JUDGE, args.folds)
         return 0
     finder = DuplicateFinder(qi)
-    t0 = time.perf_counter()
-    found = finder.find([(p["variant_id"], p["variant"]) for p in pairs], k=args.k)
-    seconds = time.perf_counter() - t0
-    ours, retrieved = {}, 0
-    for pair, cands in zip(pairs, found, strict=True):
-        hit = next((c for c in cands if c.doc_id == pair["seed_id"]), None)
-        if hit is not None:
-            ours[pair["variant_id"]] = hit.score
-            retrieved += 1
+    queries = [(p["variant_id"], p["variant"]) for p in pairs]
+    runs, seconds, retrieved = {}, {}, 0
+    # With the answers: each variant's own final answer, compared with the seed record's.
+    for name, finals in (("answers", {p["variant_id"]: p["variant_answer"] for p in pairs}),
+                         ("questions", None)):
+        t0 = time.perf_counter()
+        found = finder.find(queries, k=args.k, finals=finals)
+        seconds[name] = round(time.perf_counter() - t0, 1)
+        runs[name], retrieved = {}, 0
+        for pair, cands in zip(pairs, found, strict=True):
+            hit = next((c for c in cands if c.doc_id == pair["seed_id"]), None)
+            if hit is not None:
+                runs[name][pair["variant_id"]] = hit.score
+                retrieved += 1
     a = qi.encode([query_text(seeds[p["seed_id"]]) for p in pairs])
     b = qi.encode([query_text(p["variant"]) for p in pairs])
     cosine = {p["variant_id"]: float(c) for p, c in zip(pairs, (a * b).sum(axis=1), strict=True)}
     cos_threshold = _best_threshold(pairs, cosine)
-    kinds: dict[str, list[int]] = defaultdict(list)
-    for pair in pairs:
-        kinds[pair["kind"]].append(int(ours.get(pair["variant_id"], -1.0) >= DEFAULT_THRESHOLD))
+    kinds: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for name, scores in runs.items():
+        for pair in pairs:
+            kinds[name][pair["kind"]].append(
+                int(scores.get(pair["variant_id"], -1.0) >= DEFAULT_THRESHOLD))
     result = {
         "task": "GSM-Plus pairs: variant as query, seed record as target",
         "k": args.k, "threshold": DEFAULT_THRESHOLD, "seeds_retrieved": retrieved,
-        "pairs": len(pairs), "seconds": round(seconds, 1),
-        "dedup": _report(pairs, ours, DEFAULT_THRESHOLD),
+        "pairs": len(pairs), "seconds": seconds,
+        "dedup": _report(pairs, runs["answers"], DEFAULT_THRESHOLD),
+        "dedup_questions_only": _report(pairs, runs["questions"], DEFAULT_THRESHOLD),
         "minilm_cosine": {"threshold": cos_threshold,
                           **_report(pairs, cosine, cos_threshold)},
-        "called_duplicate_by_kind": {k: round(float(np.mean(v)), 3)
-                                     for k, v in sorted(kinds.items())},
+        "called_duplicate_by_kind": {
+            name: {k: round(float(np.mean(v)), 3) for k, v in sorted(by_kind.items())}
+            for name, by_kind in (("answers", kinds["answers"]),
+                                  ("questions_only", kinds["questions"]))},
         "machine": machine(),
     }
     print(f"machine: {describe(result['machine'])}")
     print(f"{len(pairs)} pairs; seed among the {args.k} candidates of its variant: {retrieved}; "
-          f"{seconds:.1f} s")
+          f"{seconds['answers']:.1f} s with the answers, {seconds['questions']:.1f} s without")
     print("weights and threshold chosen on the even seed_idx half; the odd half is held out")
     print(f"{'system':<34}{'split':<6}{'AP':>7}{'chance':>8}{'P':>7}{'R':>7}{'F1':>7}")
-    for name, rep, thr in (("mathmatch dedup", result["dedup"], DEFAULT_THRESHOLD),
+    for name, rep, thr in (("dedup, queries with answers", result["dedup"], DEFAULT_THRESHOLD),
+                           ("dedup, questions only", result["dedup_questions_only"],
+                            DEFAULT_THRESHOLD),
                            ("MiniLM cosine (best-F1 threshold)", result["minilm_cosine"],
                             cos_threshold)):
         for split in ("even", "odd", "all"):
@@ -203,9 +217,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['chance_average_precision']:8.3f}{r['precision']:7.3f}"
                   f"{r['recall']:7.3f}{r['f1']:7.3f}")
         print(f"{'':<34}threshold {thr:.3f}")
-    print("share called duplicate, by kind of variant:")
-    for kind, share in result["called_duplicate_by_kind"].items():
-        print(f"  {kind:<38}{share:.3f}")
+    print(f"share called duplicate, by kind of variant: {'answers':>10}{'questions':>11}")
+    by_kind = result["called_duplicate_by_kind"]
+    for kind, share in by_kind["answers"].items():
+        print(f"  {kind:<41}{share:10.3f}{by_kind['questions_only'][kind]:11.3f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     qi.close()

@@ -567,11 +567,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="With --queries: for each question, the records of the index that may "
                     "duplicate it, each with a score and a verdict. Without: duplicate groups "
                     "mined within the index (each question against its k nearest). Duplicates "
-                    "ask the same thing with the same givens: other numbers make another "
-                    "problem. Rows: {query_id, candidates: [{doc_id, score, duplicate}]}.")
+                    "ask the same thing with the same givens, and have the same answer where "
+                    "both are known: other numbers make another problem. Rows: {query_id, "
+                    "candidates: [{doc_id, score, duplicate}]}.")
     dedup.add_argument("dir", type=Path, metavar="DIR", help="index folder")
     dedup.add_argument("--queries", type=Path, default=None, metavar="FILE",
-                       help="questions to check (as for match); default: mine the index")
+                       help="questions to check (as for match; a records JSONL line may give "
+                            "the question's final answer as 'final': a candidate with another "
+                            "answer is no duplicate); default: mine the index")
     dedup.add_argument("--threshold", type=float, default=None, metavar="T",
                        help="duplicate score from which a pair is a duplicate (default: "
                             "chosen on dev pairs)")

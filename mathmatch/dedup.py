@@ -37,6 +37,11 @@ givens (:mod:`mathmatch.quantities`), gated by the embedding cosine (below
   aside (the same problem) or another step (another problem). It is asked only where it
   can matter (:func:`score_pairs`).
 
+Where both questions come with a final answer (a record's ``final``; a query's, when the
+queries file gives one), the answers must agree: a duplicate has the same answer, so a pair
+whose answers SymPy finds different (:func:`answers_differ`, under a time limit) is scaled
+down by :data:`ANSWERS_DIFFER` and never called a duplicate.
+
 The features that only matter when one side has extra givens are multiplied by that
 indicator, and the whole vector is symmetric in the two questions.
 
@@ -87,6 +92,14 @@ COSINE_FLOOR, COSINE_FULL = 0.7, 0.85
 # (2 of the 300 GSM-Plus duplicates are below half; neighbours mined from a corpus that share
 # a number or two are not duplicates, which the GSM-Plus pairs cannot teach the model).
 SHARED_FULL = 0.5
+# Duplicates ask the same thing with the same givens, so they have the same answer: a pair whose
+# final answers are both known and differ (:func:`answers_differ`) is not a duplicate. Its score
+# is scaled by this factor, which keeps such pairs in their order but below any threshold worth
+# setting. A definition, not fitted: every duplicate of the GSM-Plus pairs has its seed's answer.
+ANSWERS_DIFFER = 0.05
+ANSWER_TIMEOUT = 1.0  # seconds for one comparison of two final answers
+_DECIMAL_RE = re.compile(r"[-+]?\d*\.(\d+)")
+_WORDS_RE = re.compile(r"[a-z]{2,}(?: [a-z]{2,})*\.?")
 _ASIDE_RE = re.compile(r"\b(not|n't|no|never|irrelevant|unrelated|ignor\w*|regardless|despite|"
                        r"although|but|meanwhile|own|only|while|who|which)\b", re.IGNORECASE)
 _OPERATION_RE = re.compile(r"\b(additionally|additional|however|another|extra|then|after|"
@@ -109,12 +122,14 @@ class Side:
 
     text: str
     givens: Givens
+    final: str | None = None
 
     @classmethod
-    def of(cls, linear: str, raw: str | None = None) -> Side:
-        """A side from a question's linear text (and its raw text, for its formulas)."""
+    def of(cls, linear: str, raw: str | None = None, final: str | None = None) -> Side:
+        """A side from a question's linear text (and its raw text, for its formulas; its
+        final answer, MathML or text, where known)."""
         formulas = formulas_of(raw) if raw and "<math" in raw else []
-        return cls(linear, extract(linear, formulas))
+        return cls(linear, extract(linear, formulas), final or None)
 
 
 def _jaccard(a: set, b: set) -> float:
@@ -294,6 +309,67 @@ def judge_input(a: Side, b: Side, diff: tuple[list[str], list[str]] | None = Non
     return " ".join(added)[:400], _question_sentence(other)
 
 
+def _rounded_to(written: str, value: Any) -> bool:
+    """Whether *written* (an answer's linear text) is a decimal that *value* (a SymPy number)
+    rounds (half away from zero) or truncates to: ``4.33`` for 13/3."""
+    import decimal
+
+    import sympy as sp
+
+    m = _DECIMAL_RE.fullmatch(written.replace(",", "").strip())
+    if m is None or not isinstance(value, sp.Expr) or not value.is_number:
+        return False
+    try:
+        x = sp.N(value, 30)
+        if not x.is_real:
+            return False
+        exact = decimal.Decimal(str(x))
+    except (TypeError, ValueError, decimal.InvalidOperation):
+        return False
+    step = decimal.Decimal(1).scaleb(-len(m.group(1)))
+    shown = decimal.Decimal(m.group(0))
+    return shown in (exact.quantize(step, decimal.ROUND_HALF_UP),
+                     exact.quantize(step, decimal.ROUND_DOWN))
+
+
+def _plain_text(answer: str) -> str | None:
+    """An answer's linear text, lower case, spacing collapsed (None: unreadable MathML)."""
+    from mathcore.linear import to_linear
+    from mathcore.mathml import MathMLError, parse_math
+
+    try:
+        text = to_linear(parse_math(answer)) if answer.lstrip().startswith("<") else answer
+    except MathMLError:
+        return None
+    return " ".join(text.lower().split())
+
+
+def answers_differ(a: str, b: str, timeout: float = ANSWER_TIMEOUT) -> bool:
+    """Whether two final answers (MathML or text) are known to be different.
+
+    :func:`mathcore.symbolic.equivalent` under *timeout* seconds must say ``DIFFERENT`` --
+    an answer it cannot read, or no decision in time, is not a difference, nor is a decimal
+    that is the other answer rounded (``4.33`` for ``13/3``) -- or both must be words and
+    differ (``even`` against ``odd``; ``none`` against ``72`` is no evidence).
+    """
+    from mathcore.symbolic import Verdict, equivalent, to_expr
+
+    if a.strip() == b.strip():
+        return False
+    verdict = equivalent(a, b, timeout=timeout)
+    ta, tb = _plain_text(a), _plain_text(b)
+    if verdict is Verdict.UNKNOWN:
+        words_only = [t is not None and _WORDS_RE.fullmatch(t) is not None for t in (ta, tb)]
+        return all(words_only) and ta.strip(" .") != tb.strip(" .")
+    if verdict is not Verdict.DIFFERENT:
+        return False
+    for text, other in ((ta, b), (tb, a)):
+        conv = to_expr(other)
+        if text is not None and conv.ok and _rounded_to(text, conv.expr):
+            return False
+    return True
+
+
 @dataclass
 class PairScore:
     """A pair's score before and after the insertion judge.
@@ -336,7 +412,9 @@ class PairScore:
 def score_pairs(pairs: Sequence[tuple[Side, Side, float]], judge: Any = None,
                 floor: float = 0.0, weights: Sequence[float] = WEIGHTS,
                 bias: float = BIAS) -> list[float]:
-    """Duplicate scores of ``(a, b, cosine)`` pairs, the insertion judge asked in one batch.
+    """Duplicate scores of ``(a, b, cosine)`` pairs, the insertion judge asked in one batch;
+    a pair whose two final answers are known and differ (:func:`answers_differ`) scaled by
+    :data:`ANSWERS_DIFFER`.
 
     Args:
         judge: an :class:`mathmatch.judge.InsertionJudge`; None loads the shipped one (when
@@ -356,7 +434,12 @@ def score_pairs(pairs: Sequence[tuple[Side, Side, float]], judge: Any = None,
 
             judge = InsertionJudge.default()
         judged[ask] = judge.logits([prepared[i].judge_text for i in ask])
-    return [p.score(float(j), weights, bias) for p, j in zip(prepared, judged, strict=True)]
+    scores = [p.score(float(j), weights, bias) for p, j in zip(prepared, judged, strict=True)]
+    # The answers can only lower a score: pairs already below the floor are not compared.
+    for i, ((a, b, _), s) in enumerate(zip(pairs, scores, strict=True)):
+        if a.final and b.final and s > 0.0 and s >= floor and answers_differ(a.final, b.final):
+            scores[i] = s * ANSWERS_DIFFER
+    return scores
 
 
 def score_pair(a: Side, b: Side, cosine: float, judged: float | None = None,

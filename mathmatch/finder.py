@@ -87,15 +87,16 @@ class DuplicateFinder:
     def _side(self, rowids: Iterable[int]) -> dict[int, tuple[str, Side]]:
         todo = sorted({int(r) for r in rowids if r >= 0} - self._sides.keys())
         for rec in self.store.get(todo):
-            self._sides[rec.rowid] = (rec.record.id, Side.of(rec.question_text,
-                                                             rec.record.question))
+            self._sides[rec.rowid] = (rec.record.id, Side.of(
+                rec.question_text, rec.record.question, rec.record.final))
         if len(self._sides) > 200_000:  # bound the cache on very large corpora
             self._sides.clear()
             return self._side(rowids)
         return {int(r): self._sides[int(r)] for r in rowids if int(r) in self._sides}
 
     def find(self, queries: Sequence[tuple[str, str]], k: int = 10,
-             exclude: Mapping[str, Collection[str]] | None = None) -> list[list[Candidate]]:
+             exclude: Mapping[str, Collection[str]] | None = None,
+             finals: Mapping[str, str | None] | None = None) -> list[list[Candidate]]:
         """Candidate duplicates of each ``(query_id, question)``, best score first.
 
         Args:
@@ -103,6 +104,9 @@ class DuplicateFinder:
             k: candidates per question.
             exclude: record ids never to return for a query id (e.g. the record a query was
                 taken from).
+            finals: final answers (MathML or text) of query ids, where known: a candidate
+                whose own final answer differs is not a duplicate
+                (:func:`mathmatch.dedup.answers_differ`).
         """
         if not queries:
             return []
@@ -113,7 +117,7 @@ class DuplicateFinder:
         kept: list[list[tuple[str, float]]] = []
         pairs: list[tuple[Side, Side, float]] = []
         for (qid, text), lin, srow, rrow in zip(queries, linear, scores, rows, strict=True):
-            query = Side.of(lin, text)
+            query = Side.of(lin, text, (finals or {}).get(qid))
             banned = set((exclude or {}).get(qid, ()))
             kept.append([])
             for s, r in zip(srow, rrow, strict=True):
@@ -208,7 +212,7 @@ def run_dedup(cfg: DedupConfig, out: IO[str], progress: bool = False) -> dict:
     Returns:
         Counts: questions (or groups) written and duplicates found.
     """
-    from mathmatch.runs import batched, iter_queries
+    from mathmatch.runs import batched, iter_queries_with_finals
 
     finder = DuplicateFinder(QuestionIndex.open(cfg.index, device=cfg.device, progress=progress),
                              cfg.threshold)
@@ -221,8 +225,10 @@ def run_dedup(cfg: DedupConfig, out: IO[str], progress: bool = False) -> dict:
             return {"groups": len(groups), "records": sum(len(g) for g, _ in groups)}
         n = dups = 0
         bar = tqdm(unit="q", desc="dedup", disable=not progress)
-        for batch in batched(iter_queries(cfg.queries), cfg.batch_size):
-            for (qid, _), cands in zip(batch, finder.find(batch, cfg.k), strict=True):
+        for batch in batched(iter_queries_with_finals(cfg.queries), cfg.batch_size):
+            finals = {qid: final for qid, _, final in batch if final}
+            found = finder.find([(qid, text) for qid, text, _ in batch], cfg.k, finals=finals)
+            for (qid, _, _), cands in zip(batch, found, strict=True):
                 write_candidates(out, qid, cands)
                 dups += sum(c.duplicate for c in cands)
             n += len(batch)

@@ -3,7 +3,8 @@
 Queries (read streaming, format detected from the first line):
 
 * BEIR ``queries.jsonl``: ``{"_id", "text"}``;
-* our records JSONL: ``{"id", "question", ...}`` (the question side);
+* our records JSONL: ``{"id", "question", "final"?, ...}`` (the question side, and its final
+  answer where given: ``mathmatch dedup`` compares it with the candidates');
 * plain text: one question per line; its id is the line number.
 
 Runs: JSONL rows ``{"query_id", "hits": [{"doc_id", "score", "rank"}]}`` or TREC lines
@@ -47,6 +48,18 @@ def iter_queries(path: Path | str) -> Iterator[tuple[str, str]]:
     Raises:
         QueryFileError: on a JSON line that is not a query (names the file and line).
     """
+    for qid, text, _ in iter_queries_with_finals(path):
+        yield qid, text
+
+
+def iter_queries_with_finals(path: Path | str) -> Iterator[tuple[str, str, str | None]]:
+    """``(query_id, text, final)`` triples of a queries file: :func:`iter_queries` with the
+    query's final answer (a JSON line's ``final`` string, MathML or text), None if it has none.
+
+    Raises:
+        QueryFileError: on a JSON line that is not a query, or a ``final`` that is not a string
+            (names the file and line).
+    """
     import sys
 
     fh = sys.stdin if str(path) == "-" else open(path, encoding="utf-8")
@@ -59,17 +72,20 @@ def iter_queries(path: Path | str) -> Iterator[tuple[str, str]]:
                 fmt = _query_format(line)
                 logger.debug("%s: %s queries", path, fmt)
             if fmt == "text":
-                yield str(lineno), line.rstrip("\n")
+                yield str(lineno), line.rstrip("\n"), None
                 continue
             try:
                 obj = json.loads(line)
                 qid, text = (obj["_id"], obj["text"]) if fmt == "beir" else (obj["id"],
                                                                              obj["question"])
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                final = obj.get("final")
+            except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
                 raise QueryFileError(f"{path}:{lineno}: not a {fmt} query line ({exc})") from None
             if not isinstance(qid, str) or not isinstance(text, str):
                 raise QueryFileError(f"{path}:{lineno}: query id and text must be strings")
-            yield qid, text
+            if final is not None and not isinstance(final, str):
+                raise QueryFileError(f"{path}:{lineno}: final answer must be a string")
+            yield qid, text, final or None
     finally:
         if fh is not sys.stdin:
             fh.close()

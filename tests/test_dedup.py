@@ -8,12 +8,15 @@ from fractions import Fraction as F
 import pytest
 
 from mathmatch.dedup import (
+    ANSWERS_DIFFER,
     DEFAULT_THRESHOLD,
     FEATURES,
     Side,
+    answers_differ,
     duplicate_score,
     pair_features,
     restated,
+    score_pairs,
 )
 from mathmatch.quantities import extract, formulas_of
 
@@ -158,6 +161,40 @@ def test_one_in_digits_is_a_given():
     assert not extract("Each bagel costs one dollar, an hour a day.").values
 
 
+MN = '<math xmlns="http://www.w3.org/1998/Math/MathML"><mrow><mn>{}</mn></mrow></math>'
+
+
+@pytest.mark.parametrize(("a", "b", "differ"), [
+    (MN.format(72), "72", False),
+    (MN.format(72), "72.0", False),
+    (MN.format("0.5"), "1/2", False),
+    ("<math><mfrac><mn>13</mn><mn>3</mn></mfrac></math>", "4.33", False),  # rounded
+    ("13/3", "4.3", False),
+    (MN.format(72), "73", True),
+    (MN.format(3), "4.33", True),
+    ("13/3", "4.4", True),
+    ("x + 1", "1 + x", False),
+    ("x + 1", "x + 2", True),
+    (MN.format(72), "None", False),  # unreadable: no evidence either way
+    ("$18", "18", False),
+    ("<math><mtext>even</mtext></math>", "odd", True),  # word answers
+    ("<math><mtext>Even</mtext></math>", "even.", False),
+])
+def test_answers_differ(a, b, differ):
+    assert answers_differ(a, b) is differ and answers_differ(b, a) is differ
+
+
+def test_a_pair_with_other_answers_is_not_a_duplicate():
+    """A duplicate has the same answer: known final answers that differ scale the score by
+    ANSWERS_DIFFER; the same answer, or an unknown one, leaves it as the givens made it."""
+    paraphrase = PAIRS[0][2]
+    sides = {final: (Side.of(SEED, final=MN.format(100)), Side.of(paraphrase, final=final), 0.9)
+             for final in (None, "100", "90")}
+    plain, same, other = score_pairs(list(sides.values()))
+    assert plain >= DEFAULT_THRESHOLD and same == plain
+    assert other == pytest.approx(plain * ANSWERS_DIFFER) and other < DEFAULT_THRESHOLD
+
+
 def test_pair_features_are_symmetric():
     a, b = Side.of(SEED), Side.of(PAIRS[1][2])
     assert list(pair_features(a, b)) == list(pair_features(b, a))
@@ -180,16 +217,25 @@ def test_dedup_queries_and_mining(sample_index, tmp_path, run_cli):
         if old in seed:
             other = seed.replace(old, str(int(old) + 1) if old != "9" else "11")
             break
+    assert rec.record.final  # the sample's records carry their final answers
     queries.write_text(json.dumps({"id": "same", "question": seed}) + "\n"
-                       + json.dumps({"id": "changed", "question": other}) + "\n")
+                       + json.dumps({"id": "changed", "question": other}) + "\n"
+                       + json.dumps({"id": "answered", "question": seed,
+                                     "final": rec.record.final}) + "\n"
+                       + json.dumps({"id": "other answer", "question": seed,
+                                     "final": "123456789"}) + "\n")
     out = tmp_path / "dups.jsonl"
     assert run_cli(["-q", "dedup", idx, "--queries", queries, "--k", "3", "--out", out,
                     "--device", "cpu"]) == 0
     rows = {r["query_id"]: r for r in map(json.loads, out.read_text().splitlines())}
-    assert set(rows) == {"same", "changed"}
+    assert set(rows) == {"same", "changed", "answered", "other answer"}
     top = rows["same"]["candidates"][0]
     assert top["doc_id"] == rec.record.id and top["duplicate"] is True
     assert set(top) == {"doc_id", "score", "duplicate"}
+    assert rows["answered"]["candidates"][0] == top
+    # The same question with another final answer is not the record's duplicate.
+    assert all(not (c["doc_id"] == rec.record.id and c["duplicate"])
+               for c in rows["other answer"]["candidates"])
     if other != seed:
         assert all(not (c["doc_id"] == rec.record.id and c["duplicate"])
                    for c in rows["changed"]["candidates"])
@@ -199,6 +245,19 @@ def test_dedup_queries_and_mining(sample_index, tmp_path, run_cli):
     assert run_cli(["-q", "dedup", idx, "--out", mined, "--device", "cpu"]) == 0
     for row in map(json.loads, mined.read_text().splitlines()):
         assert row["candidates"] and all(c["duplicate"] for c in row["candidates"])
+
+
+def test_queries_file_finals(tmp_path):
+    from mathmatch.runs import QueryFileError, iter_queries, iter_queries_with_finals
+
+    path = tmp_path / "q.jsonl"
+    path.write_text(json.dumps({"id": "a", "question": "Q1", "final": MN.format(3)}) + "\n"
+                    + json.dumps({"id": "b", "question": "Q2"}) + "\n")
+    assert list(iter_queries_with_finals(path)) == [("a", "Q1", MN.format(3)), ("b", "Q2", None)]
+    assert list(iter_queries(path)) == [("a", "Q1"), ("b", "Q2")]
+    path.write_text(json.dumps({"id": "a", "question": "Q1", "final": 3}) + "\n")
+    with pytest.raises(QueryFileError, match=r"q.jsonl:1: final answer must be a string"):
+        list(iter_queries_with_finals(path))
 
 
 def test_finder_excludes_ids(sample_index):
