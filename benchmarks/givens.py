@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from benchmarks.machine import describe, machine
+from benchmarks.splits import halves, print_split_table
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 WEIGHTS = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
@@ -46,8 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     task = args.data / "tasks" / "match"
     qrels = read_qrels(task / "qrels.tsv")
     queries = [(q, t) for q, t in iter_queries(task / "queries.jsonl") if q in qrels]
-    even = {q for i, (q, _) in enumerate(queries) if i % 2 == 0}
-    splits = {"even": even, "odd": set(qrels) - even, "all": set(qrels)}
+    splits = halves(queries)
 
     searcher = open_searcher(args.index, mode="hybrid", device="cpu", depth=args.depth,
                              givens_weight=0.0)
@@ -81,15 +81,7 @@ def main(argv: list[str] | None = None) -> int:
           f"rescoring adds {result['rescore_ms_per_query']} ms a "
           f"query; weight chosen on the even queries: {chosen} (default "
           f"{DEFAULT_GIVENS_WEIGHT}); odd queries held out")
-    sources = sorted(table[0.0]["all"])
-    print(f"{'weight':<8}{'split':<6}" + "".join(f"{g + ' MRR@10':>16}{g + ' R@1':>12}"
-                                                 for g in sources) + f"{'all R@100':>11}")
-    for w in WEIGHTS:
-        for split in ("even", "odd", "all"):
-            row = table[w][split]
-            print(f"{w:<8}{split:<6}" + "".join(
-                f"{row[g]['mrr@10']:16.4f}{row[g]['recall@1']:12.4f}" for g in sources)
-                + f"{row['all']['recall@100']:11.4f}")
+    print_split_table("weight", table, WEIGHTS, total="recall@100")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     searcher.close()

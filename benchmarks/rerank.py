@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from benchmarks.machine import describe, machine
+from benchmarks.splits import halves, print_split_table
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 WEIGHTS = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
@@ -67,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     queries = [(q, t) for q, t in iter_queries(task / "queries.jsonl") if q in qrels]
     queries = queries[::args.stride]
     qrels = {q: qrels[q] for q, _ in queries}
-    even = {q for i, (q, _) in enumerate(queries) if i % 2 == 0}
-    splits = {"even": even, "odd": set(qrels) - even, "all": set(qrels)}
+    splits = halves(queries)
 
     searcher = open_searcher(args.index, mode=args.mode, device=args.device)
     store = searcher.store
@@ -124,15 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     if scale == "raw" and fusion_depth and fusion_depth != args.depth:
         print(f"note: the checkpoint's weight was fitted over {fusion_depth} candidates, "
               f"this run reranks {args.depth}")
-    groups_seen = sorted(table["first stage"]["all"])
-    print(f"{'system':<14}{'split':<6}" + "".join(f"{g + ' MRR@10':>16}{g + ' R@1':>12}"
-                                                  for g in groups_seen))
-    for name in ["first stage", "cross alone", "checkpoint", chosen] + [
-            n for n in fused if n != chosen]:
-        for split in ("even", "odd", "all"):
-            row = table[name][split]
-            print(f"{name:<14}{split:<6}" + "".join(
-                f"{row[g]['mrr@10']:16.4f}{row[g]['recall@1']:12.4f}" for g in groups_seen))
+    print_split_table("system", table, ["first stage", "cross alone", "checkpoint", chosen]
+                      + [n for n in fused if n != chosen], width=14)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     searcher.close()

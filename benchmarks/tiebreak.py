@@ -30,6 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from benchmarks.machine import describe, machine
+from benchmarks.splits import halves
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MARGINS = {"hybrid": (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5),
@@ -59,9 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     queries = list(iter_queries(task / "queries.jsonl"))[:args.limit]
     qrels = read_qrels(task / "qrels.tsv")
     qrels = {q: d for q, d in qrels.items() if q in dict(queries)}
-    even = {q for i, (q, _) in enumerate(queries) if i % 2 == 0}
-    odd = {q for q, _ in queries} - even
-    splits = {"even": even, "odd": odd, "all": even | odd}
+    splits = halves(queries)
     t0 = time.perf_counter()
     finder = DuplicateFinder(QuestionIndex.open(args.index, device="cpu"), judge_all=False)
     store = finder.store

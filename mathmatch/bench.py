@@ -23,7 +23,7 @@ from typing import Any
 
 from mathmatch.evaluate import counts, evaluate_groups, evaluate_run, metric_names
 from mathmatch.runs import batched, iter_queries, read_qrels
-from retriever.givens import DEFAULT_GIVENS_WEIGHT
+from retriever.givens import DEFAULT_GIVENS_WEIGHT, check_weight
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +88,7 @@ class BenchConfig:
     def __post_init__(self) -> None:
         if self.stride < 1:
             raise ValueError(f"stride must be at least 1, got {self.stride}")
-        if not self.givens_weight >= 0.0:
-            raise ValueError(f"givens_weight must be 0 or more, got {self.givens_weight}")
+        check_weight(self.givens_weight)
         if not self.ks or any(k < 1 for k in self.ks):
             raise ValueError(f"k values must be positive, got {self.ks}")
         for mode in self.modes:

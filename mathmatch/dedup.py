@@ -310,38 +310,24 @@ def judge_input(a: Side, b: Side, diff: tuple[list[str], list[str]] | None = Non
 
 
 def _rounded_to(written: str, value: Any) -> bool:
-    """Whether *written* (an answer's linear text) is a decimal that *value* (a SymPy number)
-    rounds (half away from zero) or truncates to: ``4.33`` for 13/3."""
-    import decimal
-
+    """Whether *written* (an answer's text) is a decimal that *value* (a SymPy number)
+    rounds or truncates to: ``4.33`` for 13/3 (halfway, either way)."""
     import sympy as sp
 
+    from mathcore.symbolic.arith import round_half_away
+    from mathcore.symbolic.build import Unsupported
+
     m = _DECIMAL_RE.fullmatch(written.replace(",", "").strip())
-    if m is None or not isinstance(value, sp.Expr) or not value.is_number:
+    if m is None or not isinstance(value, sp.Expr) or value.is_real is not True:
         return False
+    exact = value if value.is_Rational else sp.Rational(str(sp.N(value, 30)))
+    digits, shown = len(m.group(1)), sp.Rational(m.group(0))
+    scale = sp.Integer(10) ** digits
     try:
-        x = sp.N(value, 30)
-        if not x.is_real:
-            return False
-        exact = decimal.Decimal(str(x))
-    except (TypeError, ValueError, decimal.InvalidOperation):
-        return False
-    step = decimal.Decimal(1).scaleb(-len(m.group(1)))
-    shown = decimal.Decimal(m.group(0))
-    return shown in (exact.quantize(step, decimal.ROUND_HALF_UP),
-                     exact.quantize(step, decimal.ROUND_DOWN))
-
-
-def _plain_text(answer: str) -> str | None:
-    """An answer's linear text, lower case, spacing collapsed (None: unreadable MathML)."""
-    from mathcore.linear import to_linear
-    from mathcore.mathml import MathMLError, parse_math
-
-    try:
-        text = to_linear(parse_math(answer)) if answer.lstrip().startswith("<") else answer
-    except MathMLError:
-        return None
-    return " ".join(text.lower().split())
+        rounded = {round_half_away(exact, digits)}
+    except Unsupported:  # exactly halfway
+        rounded = {sp.floor(exact * scale) / scale, sp.ceiling(exact * scale) / scale}
+    return shown in rounded or shown == sp.Integer(int(exact * scale)) / scale
 
 
 def answers_differ(a: str, b: str, timeout: float = ANSWER_TIMEOUT) -> bool:
@@ -352,12 +338,12 @@ def answers_differ(a: str, b: str, timeout: float = ANSWER_TIMEOUT) -> bool:
     that is the other answer rounded (``4.33`` for ``13/3``) -- or both must be words and
     differ (``even`` against ``odd``; ``none`` against ``72`` is no evidence).
     """
-    from mathcore.symbolic import Verdict, equivalent, to_expr
+    from mathcore.symbolic import Verdict, answer_text, equivalent, to_expr
 
     if a.strip() == b.strip():
         return False
     verdict = equivalent(a, b, timeout=timeout)
-    ta, tb = _plain_text(a), _plain_text(b)
+    ta, tb = answer_text(a), answer_text(b)
     if verdict is Verdict.UNKNOWN:
         words_only = [t is not None and _WORDS_RE.fullmatch(t) is not None for t in (ta, tb)]
         return all(words_only) and ta.strip(" .") != tb.strip(" .")

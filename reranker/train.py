@@ -66,7 +66,7 @@ from reranker.model import (
     score_ids,
 )
 from reranker.scorer import CONFIG_FILE
-from retriever.givens import DEFAULT_GIVENS_WEIGHT
+from retriever.givens import DEFAULT_GIVENS_WEIGHT, check_weight
 from tuning.data import Exclusions, TrainRecord, same_problem
 from tuning.outdir import CHECKPOINTS, OutputFolderError, prepare_output
 
@@ -130,8 +130,7 @@ class RerankTuneConfig:
                              "(with --select uniform, add --no-residual)")
         if not 0.0 <= self.hard_share <= 1.0:
             raise ValueError("hard_share must lie between 0 and 1")
-        if not self.givens_weight >= 0.0:
-            raise ValueError(f"givens_weight must be 0 or more, got {self.givens_weight}")
+        check_weight(self.givens_weight)
 
     def recipe(self) -> dict:
         d = asdict(self)

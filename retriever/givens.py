@@ -15,7 +15,7 @@ solution), which keeps the check to a regular expression per answer.
 
 Example:
     >>> coverage(numbers("A cup weighs 100 g and has 3 g of protein; he eats 200 g."),
-    ...          "He eats 200/100 = 2 cups, so 2 × 3 = 6 g")
+    ...          numbers("He eats 200/100 = 2 cups, so 2 × 3 = 6 g"))
     1.0
 """
 
@@ -34,17 +34,28 @@ _NUMBER_RE = re.compile(r"\d+(?:\.\d+)?")
 _THOUSANDS_RE = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 
 
+def check_weight(weight: float) -> float:
+    """*weight* itself if it is a usable givens weight (finite, 0 or more).
+
+    Raises:
+        ValueError: for a negative or non-finite weight.
+    """
+    if not np.isfinite(weight) or weight < 0:
+        raise ValueError(f"the givens weight must be a non-negative number, got {weight}")
+    return weight
+
+
 def numbers(text: str) -> frozenset[str]:
     """The distinct numbers of a linear text, as digit strings (thousands commas dropped)."""
     return frozenset(_NUMBER_RE.findall(_THOUSANDS_RE.sub("", text)))
 
 
-def coverage(question: frozenset[str], answer: str) -> float:
-    """Share of the *question*'s numbers (:func:`numbers`) that occur in the *answer* text;
+def coverage(question: frozenset[str], answer: frozenset[str]) -> float:
+    """Share of the *question*'s numbers that the *answer* has too (both :func:`numbers`);
     0 for a question without numbers."""
     if not question:
         return 0.0
-    return len(question & numbers(answer)) / len(question)
+    return len(question & answer) / len(question)
 
 
 class GivensAgreement:
@@ -62,10 +73,8 @@ class GivensAgreement:
 
     def __init__(self, answers: Callable[[Sequence[int]], list[str]],
                  weight: float = DEFAULT_GIVENS_WEIGHT) -> None:
-        if not np.isfinite(weight) or weight < 0:
-            raise ValueError(f"the givens weight must be a non-negative number, got {weight}")
         self.answers = answers
-        self.weight = weight
+        self.weight = check_weight(weight)
 
     def rescore(self, texts: Sequence[str], scores: np.ndarray, rows: np.ndarray,
                 k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -87,7 +96,9 @@ class GivensAgreement:
         out_s = np.full((n, k), -np.inf)
         out_r = np.full((n, k), -1, dtype=np.int64)
         wanted = sorted({int(r) for r in rows.ravel() if r >= 0})
-        answer = dict(zip(wanted, self.answers(wanted), strict=True)) if wanted else {}
+        # Each answer's numbers read once, however many queries it is a candidate of.
+        found = {r: numbers(t) for r, t in zip(wanted, self.answers(wanted) if wanted else [],
+                                                strict=True)}
         for i, text in enumerate(texts):
             live = np.flatnonzero(rows[i] >= 0)
             if not live.size:
@@ -96,7 +107,7 @@ class GivensAgreement:
             std = s.std()
             z = (s - s.mean()) / std if std > 0 else np.zeros_like(s)
             asked = numbers(text)
-            agree = np.array([coverage(asked, answer[int(r)]) for r in rows[i, live]])
+            agree = np.array([coverage(asked, found[int(r)]) for r in rows[i, live]])
             fused = z + self.weight * agree
             order = np.argsort(-fused, kind="stable")[:k]
             out_s[i, :order.size] = fused[order]

@@ -7,11 +7,14 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from mathcore.tokens import analyze
+
+if TYPE_CHECKING:
+    from retriever.givens import GivensAgreement
 
 MODES = ("dense", "bm25", "hybrid")
 
@@ -65,7 +68,7 @@ class HybridRetriever:
     def __init__(self, dense: DenseRetriever, lexical: LexicalRetriever, depth: int = 100,
                  fusion: str = DEFAULT_FUSION,
                  weights: tuple[float, float] = DEFAULT_WEIGHTS, c: int = 60,
-                 givens: Any = None) -> None:
+                 givens: GivensAgreement | None = None) -> None:
         if depth < 1:
             raise ValueError(f"depth must be at least 1, got {depth}")
         if fusion not in FUSIONS:

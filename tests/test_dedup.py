@@ -173,6 +173,12 @@ MN = '<math xmlns="http://www.w3.org/1998/Math/MathML"><mrow><mn>{}</mn></mrow><
     (MN.format(72), "73", True),
     (MN.format(3), "4.33", True),
     ("13/3", "4.4", True),
+    ("-13/3", "-4.33", False),
+    ("sqrt(2)", "1.41", False),  # an irrational value rounded
+    ("sqrt(2)", "1.42", True),
+    ("1/8", "0.12", False),  # exactly halfway: either way
+    ("1/8", "0.13", False),
+    ("1/8", "0.14", True),
     ("x + 1", "1 + x", False),
     ("x + 1", "x + 2", True),
     (MN.format(72), "None", False),  # unreadable: no evidence either way

@@ -128,3 +128,25 @@ def test_matrix_verdicts(got, exp, verdict):
     from benchmarks.matrix import judge
 
     assert judge(got, exp) == verdict
+
+
+def test_benchmark_halves_and_their_table(capsys):
+    from benchmarks.splits import halves, print_split_table
+    from mathmatch.evaluate import evaluate_splits
+
+    queries = [("q0", "a"), ("q1", "b"), ("q2", "c")]
+    splits = halves(queries)
+    assert splits == {"even": {"q0", "q2"}, "odd": {"q1"}, "all": {"q0", "q1", "q2"}}
+    qrels = {"q0": {"d0": 1}, "q1": {"d1": 1}, "q2": {"d2": 1}}
+    run = {"q0": {"d0": 2.0, "dx": 1.0}, "q1": {"dx": 2.0, "d1": 1.0}, "q2": {"d2": 1.0}}
+    table = {3.0: evaluate_splits(qrels, run, ("mrr@10", "recall@1", "recall@100"),
+                                  {"q0": "gsm8k", "q1": "math", "q2": "math"}, splits)}
+    print_split_table("weight", table, [3.0], total="recall@100")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["weight", "split", "all", "MRR@10", "all", "R@1", "gsm8k",
+                                "MRR@10", "gsm8k", "R@1", "math", "MRR@10", "math", "R@1",
+                                "all", "recall@100"]
+    # The odd half has no GSM8K query: its cells are dashes.
+    assert lines[2].split() == ["3.0", "odd", "0.5000", "0.0000", "-", "-", "0.5000", "0.0000",
+                                "1.0000"]
+    assert lines[3].split()[:4] == ["3.0", "all", f"{2.5 / 3:.4f}", f"{2 / 3:.4f}"]

@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 import sympy as sp
 
-from mathcore.symbolic import Verdict, WorkerPool, cache_clear, cache_info, equivalent
+from mathcore.symbolic import (
+    Verdict,
+    WorkerPool,
+    answer_text,
+    cache_clear,
+    cache_info,
+    equivalent,
+)
 from mathcore.symbolic.tasks import from_srepr
 
 DATA = Path(__file__).parent / "data" / "symbolic"
@@ -47,6 +54,17 @@ def test_sympy_objects_and_python_numbers(pool):
     assert equivalent(object(), 1, pool=pool) is Verdict.UNKNOWN
     with pytest.raises(ValueError):
         equivalent(1, 1, timeout=0)
+
+
+def test_unreadable_answers_compare_by_their_text(pool):
+    """Answers SymPy cannot read are the same when their normalised text is (MathML or
+    plain text alike); otherwise nothing is known."""
+    assert answer_text("<math><mtext>Odd</mtext></math>") == "odd"
+    assert answer_text(" No   Solution ") == "no solution"
+    assert answer_text("<math><mi>x</mi>") is None and answer_text(3) is None
+    assert equivalent("18 dollars", "18  Dollars", pool=pool) is Verdict.EQUIVALENT
+    assert equivalent("<math><mtext>odd</mtext></math>", "Odd", pool=pool) is Verdict.EQUIVALENT
+    assert equivalent("18 dollars", "19 dollars", pool=pool) is Verdict.UNKNOWN
 
 
 def test_symbolic_proof_when_numbers_are_not_trusted(pool):

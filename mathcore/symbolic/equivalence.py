@@ -140,16 +140,20 @@ def to_expr(value: Answer) -> Conversion:
     return Conversion(None, f"cannot read an answer of type {type(value).__name__}")
 
 
-def _text_form(value: Answer) -> str | None:
-    """Normalised linear text of MathML that could not be converted (``odd``, ``(C)``)."""
+def answer_text(value: Answer) -> str | None:
+    """An answer's normalised text: the linear text of MathML (``odd``, ``(C)``) or a string
+    as it is, lower case, spacing collapsed; None for MathML that does not parse, an empty
+    answer or another type."""
     try:
         if isinstance(value, str) and value.lstrip().startswith("<"):
             value = parse_math(value)
         if isinstance(value, etree._Element):
-            return " ".join(to_linear(value).split()).lower() or None
+            value = to_linear(value)
     except MathMLError:
         return None
-    return None
+    if not isinstance(value, str):
+        return None
+    return " ".join(value.split()).lower() or None
 
 
 def equivalent(a: Answer, b: Answer, timeout: float = 2.0, *, trust_numeric: bool = True,
@@ -177,7 +181,7 @@ def equivalent(a: Answer, b: Answer, timeout: float = 2.0, *, trust_numeric: boo
         raise ValueError(f"timeout must be positive, got {timeout}")
     ca, cb = to_expr(a), to_expr(b)
     if not (ca.ok and cb.ok):
-        ta, tb = _text_form(a), _text_form(b)
+        ta, tb = answer_text(a), answer_text(b)
         if not ca.ok and not cb.ok and ta is not None and ta == tb:
             return EQUIVALENT
         logger.debug("unreadable answer: %s / %s", ca.reason, cb.reason)
