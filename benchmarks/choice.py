@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from benchmarks.machine import describe, machine
+from benchmarks.machine import describe, machine, save_result
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 NOTE = ("note: the mathematics_dataset items are records of the dev corpus and the answer "
@@ -91,8 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             print(f"{name:<22}{system:<20}{r['accuracy']:9.4f}{r['items']:7d}"
                   f"{r.get('seconds', float('nan')):9.1f}  {r.get('decided_by', '')}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    save_result(args.out, result)
     return 0
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.machine import describe, machine
+from benchmarks.machine import describe, machine, save_result
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -221,8 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     by_kind = result["called_duplicate_by_kind"]
     for kind, share in by_kind["answers"].items():
         print(f"  {kind:<41}{share:10.3f}{by_kind['questions_only'][kind]:11.3f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    save_result(args.out, result)
     qi.close()
     return 0
 

@@ -17,12 +17,11 @@ rescoring at the default weight adds per query.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
-from benchmarks.machine import describe, machine
+from benchmarks.machine import describe, machine, save_result
 from benchmarks.splits import halves, print_split_table
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -82,8 +81,7 @@ def main(argv: list[str] | None = None) -> int:
           f"query; weight chosen on the even queries: {chosen} (default "
           f"{DEFAULT_GIVENS_WEIGHT}); odd queries held out")
     print_split_table("weight", table, WEIGHTS, total="recall@100")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    save_result(args.out, result)
     searcher.close()
     return 0
 

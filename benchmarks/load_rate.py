@@ -11,14 +11,13 @@ one process (workers=0).  Default corpus: ../shared/data/corpus/*.jsonl.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.machine import describe, machine, peak_rss_mib
+from benchmarks.machine import describe, machine, peak_rss_mib, save_result
 
 TARGET = 5000.0
 DEFAULT_CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "corpus"
@@ -90,8 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"one process, {s['records']} records: read {s['read_s']} s, parse+linearise "
           f"{s['parse_s']} s, write {s['write_s']} s ({s['records'] / total:.0f} records/s)")
     print(f"peak memory: {result['peak_rss_mib']} MiB")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    save_result(args.out, result)
     print(f"saved {args.out}")
     return 0
 

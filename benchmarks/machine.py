@@ -78,3 +78,11 @@ def peak_rss_mib() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return max(own, kids) / 1024
+
+
+def save_result(path: Path, result: dict, sort_keys: bool = False) -> None:
+    """Write a benchmark's result as indented JSON, making its folder."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, sort_keys=sort_keys) + "\n", encoding="utf-8")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import shutil
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.machine import describe, machine, peak_rss_mib
+from benchmarks.machine import describe, machine, peak_rss_mib, save_result
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -113,8 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"single-query latency, {mode:<7} p50 {lat['p50_ms']:7.2f} ms  p95 "
               f"{lat['p95_ms']:7.2f} ms  ({len(queries)} queries, {n} records)")
     print(f"peak memory: {result['peak_rss_mib']} MiB")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    save_result(args.out, result)
     return 0
 
 

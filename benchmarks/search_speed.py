@@ -17,7 +17,6 @@ load from other processes hits both alike. Prints a table and the machine; write
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -27,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from benchmarks.machine import save_result
 
 N_CENTERS, NOISE = 1000, 1.5
 CHUNK_SWEEP = (4096, 16384, 65536, 262144)
@@ -345,8 +346,7 @@ def main(argv: list[str] | None = None) -> dict:
     result["total_s"] = time.perf_counter() - t_start
     print_table(result)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        save_result(args.out, result)
         plot_times(result, args.out.with_suffix(".png"))
         print(f"\nsaved {args.out} and {args.out.with_suffix('.png')}")
     return result

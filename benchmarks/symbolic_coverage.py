@@ -27,6 +27,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from benchmarks.machine import save_result
+
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "corpus"
 FILES = ("gsm8k.jsonl", "math.jsonl", "mathematics_dataset.jsonl")
 
@@ -193,8 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"correct options {f['gold_counts']}; REFUTED "
                       f"{f['refuted_share_wrong']:7.2%} of wrong options {f['wrong_counts']}; "
                       f"refuted gold: {len(f['refuted_gold'])}  {f['ms_per_check']:.1f} ms/check")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    save_result(args.out, report, sort_keys=True)
     print(f"\nsaved {args.out}")
     return 0
 

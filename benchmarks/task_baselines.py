@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.machine import describe, machine
+from benchmarks.machine import describe, machine, save_result
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -80,8 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in result["choice"].items():
         ref = " (README: 0.472)" if name == "mathematics_dataset" else ""
         print(f"choice {name}, nearest option: accuracy {r['accuracy']:.3f}{ref}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    save_result(args.out, result)
     return 0
 
 

@@ -23,13 +23,12 @@ of that query: otherwise its own final answer would be looked up.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
-from benchmarks.machine import describe, machine
+from benchmarks.machine import describe, machine, save_result
 from benchmarks.splits import halves
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -142,8 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             on = v["with"]["all"][g]
             print(f"  {g:<22}{off['mrr@10']:11.4f}{on['mrr@10']:11.4f}{off['recall@1']:9.4f}"
                   f"{on['recall@1']:9.4f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    save_result(args.out, result)
     finder.questions.close()
     return 0
 
