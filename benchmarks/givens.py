@@ -11,7 +11,9 @@ score + weight x the share of the question's numbers found in the candidate's an
 (line order of queries.jsonl; the largest MRR@10 there, ties to the smaller weight); the odd ones
 are held out. Figures: MRR@10, R@1, R@10 and R@100 overall and per source on the even, odd and
 all queries (``without``, ``default``, ``chosen`` and the whole ``grid``), and the time the
-rescoring at the default weight adds per query.
+rescoring at the default weight adds per query. The queries with figure code (``[asy]``) are
+also searched at the default weight as they are and as the first stage searches them, their
+figures reduced to their labels (``figure_code``, on the even, odd and all of them).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from mathmatch.bench import query_groups
     from mathmatch.evaluate import evaluate_splits
     from mathmatch.runs import iter_queries, read_qrels
-    from mathmatch.searcher import linear_query, open_searcher
+    from mathmatch.searcher import linear_query, open_searcher, search_text
     from retriever.givens import DEFAULT_GIVENS_WEIGHT, GivensAgreement
 
     task = args.data / "tasks" / "match"
@@ -52,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                              givens_weight=0.0)
     store = searcher.store
     groups = query_groups(store, qrels)
-    texts = [linear_query(q, t) for q, t in queries]
+    texts = [search_text(q, t) for q, t in queries]
     t0 = time.perf_counter()
     scores, rows = searcher.search_rows(texts, args.depth)
     search_s = time.perf_counter() - t0
@@ -81,9 +83,31 @@ def main(argv: list[str] | None = None) -> int:
           f"query; weight chosen on the even queries: {chosen} (default "
           f"{DEFAULT_GIVENS_WEIGHT}); odd queries held out")
     print_split_table("weight", table, WEIGHTS, total="recall@100")
+    figures = [(q, t) for q, t in queries if "[asy]" in t.lower()]
+    if figures:
+        givens = GivensAgreement(store.texts, DEFAULT_GIVENS_WEIGHT)
+        fig_splits = {k: {q for q, _ in figures} & ids for k, ids in splits.items()}
+        label = {q: "figure code" for q, _ in figures}
+        result["figure_code"] = {"queries": len(figures)} | {
+            name: evaluate_splits(qrels, _run(searcher, givens, figures, texts, args.depth),
+                                  METRICS, label, fig_splits)
+            for name, texts in (("as is", [linear_query(q, t) for q, t in figures]),
+                                ("labels only", [search_text(q, t) for q, t in figures]))}
+        print(f"{len(figures)} queries with figure code, weight {DEFAULT_GIVENS_WEIGHT}, "
+              "searched as they are and as the first stage does (labels only):")
+        print_split_table("figures", result["figure_code"], ["as is", "labels only"],
+                          width=12, total="recall@100")
     save_result(args.out, result)
     searcher.close()
     return 0
+
+
+def _run(searcher, givens, queries, texts, depth: int) -> dict:
+    """A run of *texts* (one per query), fused *depth* deep and rescored by *givens*."""
+    scores, rows = givens.rescore(texts, *searcher.search_rows(texts, depth), depth)
+    ids = searcher.store.ids_of(sorted({int(x) for x in rows.ravel() if x >= 0}))
+    return {qid: {ids[int(x)]: float(v) for v, x in zip(srow, rrow, strict=True) if x >= 0}
+            for (qid, _), srow, rrow in zip(queries, scores, rows, strict=True)}
 
 
 if __name__ == "__main__":

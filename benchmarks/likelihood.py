@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     named = {"first stage": table["first stage"]} | {k: table[n] for k, n in chosen.items()}
     shown = {"first stage": named["first stage"]} | {
         f"{k} {n[1]:g}/{n[2]:g}": table[n] for k, n in chosen.items()}
-    speed = json.loads(saved.read_text().splitlines()[-1])["pairs_per_second"]
+    speed = _speed(saved)
     result = {"task": "dev match queries, every stride-th", "depth": args.depth,
               "stride": args.stride, "queries": len(queries), "pairs": pairs,
               "chosen": {k: {"cross": c, "likelihood": u, "first": f}
@@ -118,12 +118,27 @@ def main(argv: list[str] | None = None) -> int:
               "systems": named, "pairs_per_second": speed, "machine": machine()}
     print(f"machine: {describe(result['machine'])}")
     print(f"{len(queries)} queries (every {args.stride}-th), {pairs} pairs, depth {args.depth};"
-          f" likelihood scored at {speed} pairs/s (last run); weights (likelihood u / first"
+          f" likelihood scored at {speed} pairs/s; weights (likelihood u / first"
           f" stage f) chosen on the even queries, odd held out")
     print_split_table("system (u/f)", shown, list(shown), width=34)
     save_result(args.out, result)
     searcher.close()
     return 0
+
+
+def _speed(saved: Path) -> float:
+    """Pairs per second over every run that wrote *saved* (each line holds its run's seconds
+    and pairs per second so far; a run starts where the seconds go down)."""
+    runs: list[dict] = []
+    for line in saved.read_text().splitlines():
+        row = json.loads(line)
+        if runs and row["seconds"] >= runs[-1]["seconds"]:
+            runs[-1] = row
+        else:
+            runs.append(row)
+    seconds = sum(r["seconds"] for r in runs)
+    pairs = sum(r["seconds"] * r["pairs_per_second"] for r in runs)
+    return round(pairs / seconds, 2) if seconds else float("nan")
 
 
 def _likelihoods(queries, top, store, saved: Path, base, linear_query) -> dict:

@@ -75,6 +75,32 @@ def linear_query(qid: str, text: str) -> str:
         return " ".join(_TAG_RE.sub(" ", text).split())
 
 
+# Asymptote figure code (``[asy] ... [/asy]``, as in MATH and AoPS questions) is drawing
+# commands and coordinates, whose words match any answer that draws something; of a figure only
+# its labels ("10 cm", "A") are the question's own words.
+_FIGURE_RE = re.compile(r"\[asy\](.*?)\[/asy\]", re.S | re.I)
+_LABEL_RE = re.compile(r'label\s*\(\s*"([^"]*)"')
+
+
+def figure_labels_only(text: str) -> str:
+    """*text* with each Asymptote block (``[asy] ... [/asy]``) replaced by its labels' texts.
+
+    Example:
+        >>> figure_labels_only('Find x. [asy] draw((0,0)--(3,0)); label("3 cm",(1,0),S); [/asy]')
+        'Find x. 3 cm'
+    """
+    if not _FIGURE_RE.search(text):
+        return text
+    return " ".join(_FIGURE_RE.sub(lambda m: " " + " ".join(_LABEL_RE.findall(m.group(1))) + " ",
+                                   text).split())
+
+
+def search_text(qid: str, text: str) -> str:
+    """What the first stage searches for a query: its linear text (:func:`linear_query`) with
+    figure code reduced to the figure's labels (:func:`figure_labels_only`)."""
+    return figure_labels_only(linear_query(qid, text))
+
+
 class Searcher:
     """Search an index folder with one mode; results are record ids with scores."""
 
@@ -89,7 +115,7 @@ class Searcher:
 
     def search_hits(self, queries: Sequence[tuple[str, str]], k: int) -> list[list[Hit]]:
         """Hits (record ids, scores, ranks) for ``(query_id, text)`` pairs, in order."""
-        texts = [linear_query(qid, text) for qid, text in queries]
+        texts = [search_text(qid, text) for qid, text in queries]
         scores, rows = self.search_rows(texts, k)
         ids = self.store.ids_of(sorted({int(r) for r in rows.ravel() if r >= 0}))
         out = []

@@ -193,3 +193,23 @@ def test_killed_build_resumes_without_loss_or_doubles(tmp_path, tiny_encoder_pat
     with Store(out / "records.sqlite", readonly=True) as store:
         assert sorted(ids.tolist()) == store.rowids()
     assert not pending.exists()
+
+
+def test_figure_code_is_searched_as_its_labels(sample_index):
+    from mathmatch.searcher import figure_labels_only, search_text
+
+    figure = ('[asy] draw((0,0)--(10,0)--(10,3)--cycle); label("10 cm",(5,0),S); '
+              'label ( "3 cm" ,(10,1.5),E); [/asy]')
+    assert figure_labels_only(f"Find the area. {figure} Answer in cm. [ASY]dot((0,0));[/ASY]") \
+        == "Find the area. 10 cm 3 cm Answer in cm."
+    assert figure_labels_only("a  b [asy] unclosed") == "a  b [asy] unclosed"  # untouched
+    question = next(t for _, t in iter_queries(SAMPLE / "queries.jsonl"))
+    assert search_text("q", f"{question} {figure}").endswith(" 10 cm 3 cm")
+    # The searcher searches that text: the drawing commands change nothing, the labels do.
+    searcher = open_searcher(sample_index, "hybrid", device="cpu")
+    bare, drawn, labels = searcher.search_hits(
+        [("q", question), ("q", f"{question} {figure}"),
+         ("q", f"{question} 10 cm 3 cm")], k=10)
+    assert [(h.doc_id, round(h.score, 5)) for h in drawn] \
+        == [(h.doc_id, round(h.score, 5)) for h in labels]
+    assert drawn != bare
