@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from benchmarks.machine import describe, machine, save_result
-from benchmarks.splits import halves, print_split_table
+from benchmarks.splits import dev_match, halves, print_split_table
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 WEIGHTS = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
@@ -41,13 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from mathmatch.bench import query_groups
     from mathmatch.evaluate import evaluate_splits
-    from mathmatch.runs import iter_queries, read_qrels
     from mathmatch.searcher import linear_query, open_searcher, search_text
     from retriever.givens import DEFAULT_GIVENS_WEIGHT, GivensAgreement
 
-    task = args.data / "tasks" / "match"
-    qrels = read_qrels(task / "qrels.tsv")
-    queries = [(q, t) for q, t in iter_queries(task / "queries.jsonl") if q in qrels]
+    queries, qrels = dev_match(args.data)
     splits = halves(queries)
 
     searcher = open_searcher(args.index, mode="hybrid", device="cpu", depth=args.depth,

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.machine import describe, machine, save_result
-from benchmarks.splits import halves, print_split_table
+from benchmarks.splits import dev_match, halves, print_split_table
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 LIKELIHOOD_WEIGHTS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
@@ -53,15 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from mathmatch.bench import query_groups
     from mathmatch.evaluate import evaluate_splits
-    from mathmatch.runs import iter_queries, read_qrels
     from mathmatch.searcher import linear_query, open_searcher
     from reranker.scorer import reorder
 
-    task = args.data / "tasks" / "match"
-    qrels = read_qrels(task / "qrels.tsv")
-    queries = [(q, t) for q, t in iter_queries(task / "queries.jsonl") if q in qrels]
-    queries = queries[::args.stride]
-    qrels = {q: qrels[q] for q, _ in queries}
+    queries, qrels = dev_match(args.data, args.stride)
     splits = halves(queries)
     cross = json.loads(args.cross.read_text())["cross"]
 

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 from benchmarks.machine import describe, machine, save_result
-from benchmarks.splits import halves, print_split_table
+from benchmarks.splits import dev_match, halves, print_split_table
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 WEIGHTS = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
@@ -60,17 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from mathmatch.bench import query_groups
     from mathmatch.evaluate import evaluate_splits
-    from mathmatch.runs import iter_queries, read_qrels
     from mathmatch.searcher import open_searcher
     from reranker import load_reranker
     from reranker.model import folder_checksum
     from reranker.scorer import read_fusion, reorder, resolve_checkpoint
 
-    task = args.data / "tasks" / "match"
-    qrels = read_qrels(task / "qrels.tsv")
-    queries = [(q, t) for q, t in iter_queries(task / "queries.jsonl") if q in qrels]
-    queries = queries[::args.stride]
-    qrels = {q: qrels[q] for q, _ in queries}
+    queries, qrels = dev_match(args.data, args.stride)
     splits = halves(queries)
 
     searcher = open_searcher(args.index, mode=args.mode, device=args.device)

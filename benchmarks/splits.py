@@ -6,6 +6,7 @@ Settings (a weight, a margin) are chosen on the even-numbered queries -- line or
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 SPLITS = ("even", "odd", "all")
@@ -41,3 +42,13 @@ def print_split_table(label: str, table: Mapping[Any, Mapping], names: Sequence,
                      else f"{'-':>16}{'-':>12}" for g in groups]  # no query of g in the split
             print(f"{name!s:<{width}}{split:<6}" + "".join(cells)
                   + (f"{row['all'][total]:16.4f}" if total else ""))
+
+
+def dev_match(data: Path, stride: int = 1) -> tuple[list[tuple[str, str]], dict]:
+    """The judged dev match queries of *data* (every *stride*-th, in file order) and their qrels."""
+    from mathmatch.runs import iter_queries, read_qrels
+
+    task = data / "tasks" / "match"
+    qrels = read_qrels(task / "qrels.tsv")
+    queries = [(q, t) for q, t in iter_queries(task / "queries.jsonl") if q in qrels][::stride]
+    return queries, {q: qrels[q] for q, _ in queries}
