@@ -55,16 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     scores, rows = searcher.search_rows(texts, args.depth)
     search_s = time.perf_counter() - t0
-    table, seconds = {}, {}
+    table, seconds, runs = {}, {}, {}
     for w in WEIGHTS:
         t0 = time.perf_counter()
         s, r = (scores, rows) if w == 0 else GivensAgreement(store.texts, w).rescore(
             texts, scores, rows, args.depth)
         seconds[w] = time.perf_counter() - t0
-        ids = store.ids_of(sorted({int(x) for x in r.ravel() if x >= 0}))
-        run = {qid: {ids[int(x)]: float(v) for v, x in zip(srow, rrow, strict=True) if x >= 0}
-               for (qid, _), srow, rrow in zip(queries, s, r, strict=True)}
-        table[w] = evaluate_splits(qrels, run, METRICS, groups, splits)
+        runs[w] = _as_run(store, queries, s, r)
+        table[w] = evaluate_splits(qrels, runs[w], METRICS, groups, splits)
     chosen = max(WEIGHTS, key=lambda w: (table[w]["even"]["all"]["mrr@10"], -w))
     result = {
         "task": "dev match queries, hybrid search, givens weight grid", "depth": args.depth,
@@ -80,16 +78,20 @@ def main(argv: list[str] | None = None) -> int:
           f"query; weight chosen on the even queries: {chosen} (default "
           f"{DEFAULT_GIVENS_WEIGHT}); odd queries held out")
     print_split_table("weight", table, WEIGHTS, total="recall@100")
-    figures = [(q, t) for q, t in queries if "[asy]" in t.lower()]
-    if figures:
+    # The queries whose search text differs from their linear text: those with figure code,
+    # searched once more as they are (as labels only, they are in the default weight's run).
+    linear = [linear_query(q, t) for q, t in queries]
+    fig = [i for i, (lin, text) in enumerate(zip(linear, texts, strict=True)) if lin != text]
+    if fig:
+        figures = [queries[i] for i in fig]
+        as_is = [linear[i] for i in fig]
         givens = GivensAgreement(store.texts, DEFAULT_GIVENS_WEIGHT)
+        s, r = givens.rescore(as_is, *searcher.search_rows(as_is, args.depth), args.depth)
         fig_splits = {k: {q for q, _ in figures} & ids for k, ids in splits.items()}
-        label = {q: "figure code" for q, _ in figures}
         result["figure_code"] = {"queries": len(figures)} | {
-            name: evaluate_splits(qrels, _run(searcher, givens, figures, texts, args.depth),
-                                  METRICS, label, fig_splits)
-            for name, texts in (("as is", [linear_query(q, t) for q, t in figures]),
-                                ("labels only", [search_text(q, t) for q, t in figures]))}
+            name: evaluate_splits(qrels, run, METRICS, {}, fig_splits)
+            for name, run in (("as is", _as_run(store, figures, s, r)),
+                              ("labels only", runs[DEFAULT_GIVENS_WEIGHT]))}
         print(f"{len(figures)} queries with figure code, weight {DEFAULT_GIVENS_WEIGHT}, "
               "searched as they are and as the first stage does (labels only):")
         print_split_table("figures", result["figure_code"], ["as is", "labels only"],
@@ -99,10 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _run(searcher, givens, queries, texts, depth: int) -> dict:
-    """A run of *texts* (one per query), fused *depth* deep and rescored by *givens*."""
-    scores, rows = givens.rescore(texts, *searcher.search_rows(texts, depth), depth)
-    ids = searcher.store.ids_of(sorted({int(x) for x in rows.ravel() if x >= 0}))
+def _as_run(store, queries, scores, rows) -> dict:
+    """The run ``{query_id: {record_id: score}}`` of search rows of *queries*, in order."""
+    ids = store.ids_of(sorted({int(x) for x in rows.ravel() if x >= 0}))
     return {qid: {ids[int(x)]: float(v) for v, x in zip(srow, rrow, strict=True) if x >= 0}
             for (qid, _), srow, rrow in zip(queries, scores, rows, strict=True)}
 

@@ -28,8 +28,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from benchmarks.machine import describe, machine, save_result
 from benchmarks.splits import dev_match, halves, print_split_table
 
@@ -53,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from mathmatch.bench import query_groups
     from mathmatch.evaluate import evaluate_splits
-    from mathmatch.searcher import linear_query, open_searcher
-    from reranker.scorer import reorder
+    from mathmatch.searcher import open_searcher
+    from reranker.scorer import reorder, zscores
 
     queries, qrels = dev_match(args.data, args.stride)
     splits = halves(queries)
@@ -72,20 +70,15 @@ def main(argv: list[str] | None = None) -> int:
                  f"{args.stride} on this index first")
 
     saved = args.out.with_suffix(".scores.jsonl")
-    lik = _likelihoods(dict(queries), top, store, saved, args.base, linear_query)
+    lik = _likelihoods(dict(queries), top, store, saved, args.base)
     pairs = sum(len(d) for d in top.values())
-
-    def z(values) -> np.ndarray:
-        v = np.asarray(values, dtype=np.float64)
-        return (v - v.mean()) / v.std() if v.std() > 0 else np.zeros_like(v)
+    lik_z = {q: dict(zip(docs, zscores([lik[q][d] for d in docs]), strict=True))
+             for q, docs in top.items()}
 
     def run(c: float, u: float, f: float) -> dict:
-        fused = {}
-        for q, docs in top.items():
-            s = (c * np.array([cross[q][d] for d in docs]) + u * z([lik[q][d] for d in docs])
-                 + f * z([first[q][d] for d in docs]))
-            fused[q] = dict(zip(docs, s.tolist(), strict=True))
-        return reorder(first, fused, None)
+        # c x cross + u x z(likelihood) as the raw rescored score, + f x z(first) by reorder.
+        return reorder(first, {q: {d: c * cross[q][d] + u * lik_z[q][d] for d in docs}
+                               for q, docs in top.items()}, f, "raw")
 
     systems = {"first stage": first}
     for c in (0.0, 1.0):
@@ -122,27 +115,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _speed(saved: Path) -> float:
-    """Pairs per second over every run that wrote *saved* (each line holds its run's seconds
-    and pairs per second so far; a run starts where the seconds go down)."""
-    runs: list[dict] = []
-    for line in saved.read_text().splitlines():
-        row = json.loads(line)
-        if runs and row["seconds"] >= runs[-1]["seconds"]:
-            runs[-1] = row
-        else:
-            runs.append(row)
-    seconds = sum(r["seconds"] for r in runs)
-    pairs = sum(r["seconds"] * r["pairs_per_second"] for r in runs)
-    return round(pairs / seconds, 2) if seconds else float("nan")
+    """Pairs per second over every line of *saved* (each holds its query's scores and the
+    seconds they took)."""
+    rows = [json.loads(line) for line in saved.read_text().splitlines()]
+    seconds = sum(r["seconds"] for r in rows)
+    return round(sum(len(r["s"]) for r in rows) / seconds, 2) if seconds else float("nan")
 
 
-def _likelihoods(queries, top, store, saved: Path, base, linear_query) -> dict:
+def _likelihoods(queries, top, store, saved: Path, base) -> dict:
     """``{query: {doc: mean log P(question | answer)}}``, read from *saved* where a line has
     them for the same candidates, the rest scored and appended."""
     import torch
     from tqdm import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from mathmatch.searcher import linear_query
     from reranker.model import resolve_base
 
     done = {}
@@ -162,9 +149,9 @@ def _likelihoods(queries, top, store, saved: Path, base, linear_query) -> dict:
         return tok(text, add_special_tokens=False)["input_ids"]
 
     cue = ids("\nThis solves the problem:")
-    t0, n = time.perf_counter(), 0
     with saved.open("a") as out:
         for q in tqdm(todo, desc="likelihood", unit="query"):
+            t0 = time.perf_counter()
             question = ids(" " + linear_query(q, queries[q]))[:QUESTION_TOKENS]
             heads = [ids("Solution: " + store.by_id(d).answer_text)[:ANSWER_TOKENS] + cue
                      for d in top[q]]
@@ -180,12 +167,9 @@ def _likelihoods(queries, top, store, saved: Path, base, linear_query) -> dict:
             scores = {d: float(logp[i, torch.arange(len(h) - 1, len(h) + len(question) - 1),
                                     target].mean())
                       for i, (d, h) in enumerate(zip(top[q], heads, strict=True))}
-            n += len(heads)
             done[q] = scores
             out.write(json.dumps({"q": q, "s": scores,
-                                  "seconds": round(time.perf_counter() - t0, 1),
-                                  "pairs_per_second": round(n / (time.perf_counter() - t0), 2)})
-                      + "\n")
+                                  "seconds": round(time.perf_counter() - t0, 3)}) + "\n")
             out.flush()
     return done
 

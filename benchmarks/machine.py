@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import platform
 import subprocess
@@ -82,7 +83,5 @@ def peak_rss_mib() -> float:
 
 def save_result(path: Path, result: dict, sort_keys: bool = False) -> None:
     """Write a benchmark's result as indented JSON, making its folder."""
-    import json
-
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2, sort_keys=sort_keys) + "\n", encoding="utf-8")

@@ -163,18 +163,20 @@ def fuse(first: Mapping[str, float], cross: Mapping[str, float],
     docs = list(cross)
     if not weight or not docs:
         return {d: float(cross[d]) for d in docs}
-
-    def z(values: np.ndarray) -> np.ndarray:
-        spread = values.std()
-        return (values - values.mean()) / spread if spread > 0 else np.zeros_like(values)
-
     c = np.array([cross[d] for d in docs], dtype=np.float64)
     if scale == "z":
-        c = z(c)
+        c = zscores(c)
     elif scale != "raw":
         raise ValueError(f"scale must be z or raw, got {scale!r}")
-    f = z(np.array([first[d] for d in docs], dtype=np.float64))
+    f = zscores([first[d] for d in docs])
     return {d: float(v) for d, v in zip(docs, c + weight * f, strict=True)}
+
+
+def zscores(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """*values* less their mean, over their standard deviation; all 0 when they are constant."""
+    v = np.asarray(values, dtype=np.float64)
+    spread = v.std()
+    return (v - v.mean()) / spread if spread > 0 else np.zeros_like(v)
 
 
 def read_fusion(checkpoint: str | os.PathLike) -> tuple[float, str, int | None]:

@@ -150,3 +150,19 @@ def test_benchmark_halves_and_their_table(capsys):
     assert lines[2].split() == ["3.0", "odd", "0.5000", "0.0000", "-", "-", "0.5000", "0.0000",
                                 "1.0000"]
     assert lines[3].split()[:4] == ["3.0", "all", f"{2.5 / 3:.4f}", f"{2 / 3:.4f}"]
+
+
+def test_benchmark_dev_match_reads_judged_queries_every_stride(tmp_path):
+    from benchmarks.splits import dev_match
+
+    task = tmp_path / "tasks" / "match"
+    task.mkdir(parents=True)
+    (task / "queries.jsonl").write_text("".join(
+        json.dumps({"_id": f"q{i}", "text": f"question {i}"}) + "\n" for i in range(6)))
+    # q3 has no judgement: it is skipped before the stride is taken.
+    (task / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
+        f"q{i}\td{i}\t1\n" for i in (0, 1, 2, 4, 5)))
+    queries, qrels = dev_match(tmp_path, stride=2)
+    assert queries == [("q0", "question 0"), ("q2", "question 2"), ("q5", "question 5")]
+    assert qrels == {"q0": {"d0": 1}, "q2": {"d2": 1}, "q5": {"d5": 1}}
+    assert [q for q, _ in dev_match(tmp_path)[0]] == ["q0", "q1", "q2", "q4", "q5"]
