@@ -23,9 +23,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from benchmarks.machine import describe, machine, save_result
+from benchmarks.machine import DEFAULT_DATA, describe, machine, save_result
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 NOTE = ("note: the mathematics_dataset items are records of the dev corpus and the answer "
         "checker was developed on corpus records (an in-sample figure for the checker); the "
         "chooser never looks a record up by the item's id, and --index excludes it")

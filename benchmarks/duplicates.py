@@ -6,7 +6,7 @@
 
 Each variant of ``tasks/duplicates/pairs.jsonl`` is a query; its target is the seed record of
 the index. Two runs: the queries with their final answers (``variant_answer``, compared with
-the seed record's ``final``: a duplicate has the same answer, see :mod:`mathmatch.dedup`) and
+the seed record's ``final``: a duplicate has the same answer, see :mod:`dedup.features`) and
 the questions alone. The pair's score is the seed's duplicate score among the query's ``k``
 candidates (the nearest stored questions); a seed not among them scores -inf (ranked last).
 Figures: average precision over all pairs (chance = share of duplicates), and precision /
@@ -18,9 +18,11 @@ data, so flattering the baseline), and the share called duplicate per kind of va
 ``--fit`` trains the insertion judge (:mod:`tuning.judge`, a few minutes) and saves it where
 the package ships it, then refits the logistic weights and the threshold on the even half
 (pairs scored directly, seed against variant, the judge's feature out of fold: ``--folds``
-folds of the even seeds, default 5) and prints them, with the even half's average precision
-of those out-of-fold scores (to judge a recipe without the odd half); they are frozen by
-copying them into :mod:`mathmatch.dedup`. Nothing is fitted or trained on the odd half.
+folds of the even seeds, default 5), prints them with the even half's average precision of
+those out-of-fold scores (to judge a recipe without the odd half), and writes them with the
+recipe and data to ``duplicates.json`` beside the judge folder (for the shipped judge,
+``dedup/models/duplicates.json``, which :mod:`dedup.features` reads). Nothing is fitted or
+trained on the odd half.
 """
 
 from __future__ import annotations
@@ -34,9 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.machine import describe, machine, save_result
-
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from benchmarks.machine import DEFAULT_DATA, describe, machine, save_result
 
 
 def _read(path: Path) -> list[dict]:
@@ -45,7 +45,7 @@ def _read(path: Path) -> list[dict]:
 
 
 def _report(pairs: list[dict], scores: dict[str, float], threshold: float) -> dict:
-    from mathmatch.evaluate import duplicate_scores
+    from mathcore.evaluate import duplicate_scores
 
     out = {}
     for name, keep in (("even", 0), ("odd", 1), ("all", None)):
@@ -58,7 +58,7 @@ def _report(pairs: list[dict], scores: dict[str, float], threshold: float) -> di
 
 def _best_threshold(pairs: list[dict], scores: dict[str, float]) -> float:
     """The threshold maximising F1 on the even half."""
-    from mathmatch.evaluate import duplicate_scores
+    from mathcore.evaluate import duplicate_scores
 
     even = [p for p in pairs if p["seed_idx"] % 2 == 0]
     labels = {p["variant_id"]: int(p["duplicate"]) for p in even}
@@ -67,17 +67,29 @@ def _best_threshold(pairs: list[dict], scores: dict[str, float]) -> float:
     return float(best)
 
 
-def fit(pairs: list[dict], seeds: dict[str, str], qi, judge_out: Path, folds: int = 5) -> None:
-    """Train the insertion judge and refit the weights and threshold on the even half.
+# Features the even pairs cannot teach, and the fitted feature whose weight each takes instead:
+# the GSM-Plus pairs hold no formula, and a formula absent on each side is a changed given,
+# as a number absent on each side is.
+TIED = {"formulas": "missing"}
+L2 = 1.0
+
+
+def fit(pairs: list[dict], seeds: dict[str, str], qi, judge_out: Path, folds: int = 5,
+        weights_out: Path | None = None) -> None:
+    """Train the insertion judge, refit the weights and threshold on the even half, and write
+    them to *weights_out* (default: ``duplicates.json`` beside *judge_out*).
 
     The judge's feature for the logistic fit is out of fold (*folds* folds of the even seeds,
     each scored by a judge trained on the others), so its weight is not inflated by pairs the
     judge has seen; with more folds each fold's judge sees more of the data, closer to the
     judge saved to *judge_out*, which is trained on the whole even half.
     """
+    from dataclasses import asdict
+
+    from dedup.features import FEATURES, PairScore, Side, fit_logistic
+    from dedup.fitted import save_fitted
+    from mathcore.evaluate import duplicate_scores
     from mathcore.records import query_text
-    from mathmatch.dedup import FEATURES, PairScore, Side, fit_logistic
-    from mathmatch.evaluate import duplicate_scores
     from tuning.judge import JudgeRecipe, save, train_judge
 
     even = [p for p in pairs if p["seed_idx"] % 2 == 0]
@@ -110,21 +122,44 @@ def fit(pairs: list[dict], seeds: dict[str, str], qi, judge_out: Path, folds: in
     # Restated pairs (no features) are decided without the model, so they are left out of it.
     model = [i for i, s in enumerate(prepared) if s.features is not None]
     x = np.array([np.r_[prepared[i].features[:-1], judged[i]] for i in model])
-    w, bias = fit_logistic(x, y[model])
+    w, bias = fit_logistic(x, y[model], l2=L2)
+    col = {f: i for i, f in enumerate(FEATURES)}
+    tied = {f: src for f, src in TIED.items() if not x[:, col[f]].any()}
+    for f, src in tied.items():  # a feature the pairs never show keeps its fitted 0 otherwise
+        w[col[f]] = w[col[src]]
     # Scored with the refitted weights and the out-of-fold judge, so the threshold sees the
     # gates as they will be.
     scores = {p["variant_id"]: s.score(float(j), w, bias)
               for p, s, j in zip(even, prepared, judged, strict=True)}
+    threshold = _best_threshold(even, scores)
     print(f"fitted on {len(model)} of the {len(even)} even pairs (the others are restated):")
-    print("WEIGHTS = (" + ", ".join(f"{v:.3f}" for v in w) + ")")
-    print(f"BIAS = {bias:.3f}")
-    print("  " + ", ".join(f"{f}={v:.2f}" for f, v in zip(FEATURES, w, strict=True)))
-    print(f"DEFAULT_THRESHOLD = {_best_threshold(even, scores):.3f}  (best F1 on the even half)")
+    print("weights: " + ", ".join(f"{f}={v:.3f}" for f, v in zip(FEATURES, w, strict=True)))
+    if tied:
+        print("  (never seen in these pairs, so tied: "
+              + ", ".join(f"{f} takes the weight of {src}" for f, src in tied.items()) + ")")
+    print(f"bias {bias:.3f}; threshold {threshold:.3f} (best F1 on the even half)")
+    out = weights_out or Path(judge_out).parent / "duplicates.json"
+    save_fitted(
+        out, FEATURES, w, bias, threshold, tied=tied,
+        source=f"fitted by `python -m benchmarks.duplicates --index DIR --fit --folds {folds}` "
+               "(L2-regularised logistic regression, dedup.features.fit_logistic; the "
+               "threshold is the best F1 on the same pairs)",
+        data="GSM-Plus pairs of the dev data (tasks/duplicates/pairs.jsonl) with an even "
+             f"seed_idx ({len(even)} pairs; the {len(even) - len(model)} restated ones, decided "
+             "without the model, left out of the fit); the odd half is never fitted on and is "
+             "the held-out figure",
+        recipe={"folds": folds, "l2": L2,
+                "judge_feature": f"out of fold: {folds} folds of the even seeds, each scored "
+                                 f"by a judge trained on the other {folds - 1} "
+                                 f"({asdict(recipe)})",
+                "judge": f"{Path(judge_out).name}/ (trained on all the even pairs by the same "
+                         "command)"})
+    print(f"wrote the weights, bias and threshold to {out}")
     # The same scores with the logistic model also out of fold (fitted on the other folds).
     held, rows = {}, np.array(model)
     for k in range(folds):
         rest = fold[rows] != k
-        wk, bk = fit_logistic(x[rest], y[rows[rest]])
+        wk, bk = fit_logistic(x[rest], y[rows[rest]], l2=L2)
         held.update({even[i]["variant_id"]: prepared[i].score(float(judged[i]), wk, bk)
                      for i in np.flatnonzero(fold == k)})
     labels = {p["variant_id"]: int(p["duplicate"]) for p in even}
@@ -145,24 +180,29 @@ def main(argv: list[str] | None = None) -> int:
                    help="--fit: folds of the even seeds for the judge's out-of-fold feature "
                    "(default: 5)")
     p.add_argument("--judge-out", type=Path, default=None,
-                   help="where --fit saves the judge (default: the shipped mathmatch/models/judge)")
+                   help="where --fit saves the judge (default: the shipped dedup/models/judge)")
+    p.add_argument("--weights-out", type=Path, default=None,
+                   help="where --fit writes the fitted weights, bias and threshold (default: "
+                        "duplicates.json beside the judge folder; for the shipped judge, "
+                        "dedup/models/duplicates.json)")
     p.add_argument("--out", type=Path, default=Path("build/bench/duplicates.json"))
     args = p.parse_args(argv)
     if args.folds < 2:
         p.error("--folds must be at least 2")
+    from dedup.features import fitted
+    from dedup.finder import DuplicateFinder
     from mathcore.records import query_text
-    from mathmatch.dedup import DEFAULT_THRESHOLD
-    from mathmatch.finder import DuplicateFinder
-    from mathmatch.questions import QuestionIndex
+    from retriever.questions import QuestionIndex
 
     pairs = _read(args.data / "tasks" / "duplicates" / "pairs.jsonl")
     seeds = {r["id"]: r["question"] for r in _read(args.data / "corpus" / "gsm8k.jsonl")}
     qi = QuestionIndex.open(args.index, device="cpu")
     if args.fit:
-        from mathmatch.judge import DEFAULT_JUDGE
+        from dedup.judge import DEFAULT_JUDGE
 
-        fit(pairs, seeds, qi, args.judge_out or DEFAULT_JUDGE, args.folds)
+        fit(pairs, seeds, qi, args.judge_out or DEFAULT_JUDGE, args.folds, args.weights_out)
         return 0
+    threshold = fitted().threshold
     finder = DuplicateFinder(qi)
     queries = [(p["variant_id"], p["variant"]) for p in pairs]
     runs, seconds, retrieved = {}, {}, 0
@@ -186,13 +226,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, scores in runs.items():
         for pair in pairs:
             kinds[name][pair["kind"]].append(
-                int(scores.get(pair["variant_id"], -1.0) >= DEFAULT_THRESHOLD))
+                int(scores.get(pair["variant_id"], -1.0) >= threshold))
     result = {
         "task": "GSM-Plus pairs: variant as query, seed record as target",
-        "k": args.k, "threshold": DEFAULT_THRESHOLD, "seeds_retrieved": retrieved,
+        "k": args.k, "threshold": threshold, "seeds_retrieved": retrieved,
         "pairs": len(pairs), "seconds": seconds,
-        "dedup": _report(pairs, runs["answers"], DEFAULT_THRESHOLD),
-        "dedup_questions_only": _report(pairs, runs["questions"], DEFAULT_THRESHOLD),
+        "dedup": _report(pairs, runs["answers"], threshold),
+        "dedup_questions_only": _report(pairs, runs["questions"], threshold),
         "minilm_cosine": {"threshold": cos_threshold,
                           **_report(pairs, cosine, cos_threshold)},
         "called_duplicate_by_kind": {
@@ -206,9 +246,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{seconds['answers']:.1f} s with the answers, {seconds['questions']:.1f} s without")
     print("weights and threshold chosen on the even seed_idx half; the odd half is held out")
     print(f"{'system':<34}{'split':<6}{'AP':>7}{'chance':>8}{'P':>7}{'R':>7}{'F1':>7}")
-    for name, rep, thr in (("dedup, queries with answers", result["dedup"], DEFAULT_THRESHOLD),
+    for name, rep, thr in (("dedup, queries with answers", result["dedup"], threshold),
                            ("dedup, questions only", result["dedup_questions_only"],
-                            DEFAULT_THRESHOLD),
+                            threshold),
                            ("MiniLM cosine (best-F1 threshold)", result["minilm_cosine"],
                             cos_threshold)):
         for split in ("even", "odd", "all"):

@@ -10,14 +10,17 @@ under the untuned base LM with all its layers (the default base, SmolLM2-135M-In
 answer keeps its first 160 tokens, the question its first 96).  No training, so nothing of the
 benchmark is learnt; it costs a full-depth pass of the LM per pair.
 
-The dev match queries (every ``stride``-th, as ``benchmarks.rerank``) are searched once; the
-first ``depth`` candidates of each are scored (saved beside OUT, one line a query, so an
-interrupted run resumes).  The cross-scorer's scores come from the file ``benchmarks.rerank``
-saved for the same queries (its raw scores; it must hold every candidate scored here).  The
-candidates are reordered by ``c x cross + u x z(likelihood) + f x z(first stage)`` over each
-query's ``depth`` candidates, for a grid of (u, f) with c = 0 (likelihood alone) and c = 1 (with
-the cross-scorer); the weights are chosen on the even-numbered queries, the odd ones are held
-out.  Candidates past ``depth`` keep their first-stage order below.
+The dev match queries (every ``stride``-th, as ``benchmarks.rerank``) are searched once by the
+first stage of the match :class:`mathmatch.pipeline.Pipeline` (the defaults of
+:class:`~mathmatch.pipeline.MatchConfig`), as :func:`benchmarks.rerank.candidates` searches them
+for a rerank depth of ``depth``; the first ``depth`` candidates of each are scored (saved beside
+OUT, one line a query, so an interrupted run resumes).  The cross-scorer's scores come from the
+file ``benchmarks.rerank`` saved for the same queries (its raw scores; it must hold every
+candidate scored here).  The candidates are reordered by
+``c x cross + u x z(likelihood) + f x z(first stage)`` over each query's ``depth`` candidates
+(:func:`reranker.scorer.reorder`), for a grid of (u, f) with c = 0 (likelihood alone) and c = 1
+(with the cross-scorer); the weights are chosen on the even-numbered queries, the odd ones are
+held out.  Candidates past ``depth`` keep their first-stage order below.
 """
 
 from __future__ import annotations
@@ -28,10 +31,10 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.machine import describe, machine, save_result
+from benchmarks.machine import DEFAULT_DATA, describe, machine, save_result
 from benchmarks.splits import dev_match, halves, print_split_table
+from mathmatch.pipeline import MatchConfig, Pipeline
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 LIKELIHOOD_WEIGHTS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
 FIRST_WEIGHTS = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
 METRICS = ("mrr@10", "recall@1", "recall@10")
@@ -49,18 +52,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base", default=None, help="base LM folder (default: SmolLM2-135M)")
     p.add_argument("--out", type=Path, default=Path("build/bench/likelihood.json"))
     args = p.parse_args(argv)
+    with Pipeline(args.index, MatchConfig(device="cpu", rerank_depth=args.depth)) as pipeline:
+        return _measure(args, pipeline)
+
+
+def _measure(args: argparse.Namespace, pipeline: Pipeline) -> int:
+    from benchmarks.rerank import candidates
+    from mathcore.evaluate import evaluate_splits
+    from mathcore.scores import zscores
     from mathmatch.bench import query_groups
-    from mathmatch.evaluate import evaluate_splits
-    from mathmatch.searcher import open_searcher
-    from reranker.scorer import reorder, zscores
+    from reranker.scorer import reorder
 
     queries, qrels = dev_match(args.data, args.stride)
     splits = halves(queries)
     cross = json.loads(args.cross.read_text())["cross"]
 
-    searcher = open_searcher(args.index, mode="hybrid", device="cpu")
-    store = searcher.store
-    first = searcher.search(queries, max(args.depth, 10))
+    store = pipeline.store
+    first = candidates(pipeline, queries)  # the candidates benchmarks.rerank scored
     groups = query_groups(store, qrels)
     top = {q: sorted(hits, key=hits.get, reverse=True)[:args.depth] for q, hits in first.items()}
     missing = [q for q, docs in top.items() if not set(docs) <= set(cross.get(q, ()))]
@@ -110,7 +118,6 @@ def main(argv: list[str] | None = None) -> int:
           f" stage f) chosen on the even queries, odd held out")
     print_split_table("system (u/f)", shown, list(shown), width=34)
     save_result(args.out, result)
-    searcher.close()
     return 0
 
 
@@ -129,7 +136,7 @@ def _likelihoods(queries, top, store, saved: Path, base) -> dict:
     from tqdm import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from mathmatch.searcher import linear_query
+    from mathcore.runs import linear_query
     from reranker.model import resolve_base
 
     done = {}

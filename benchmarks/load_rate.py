@@ -17,10 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.machine import describe, machine, peak_rss_mib, save_result
+from benchmarks.machine import DEFAULT_DATA, describe, machine, peak_rss_mib, save_result
 
 TARGET = 5000.0
-DEFAULT_CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "corpus"
+DEFAULT_CORPUS = DEFAULT_DATA / "corpus"
 
 
 def _split(corpora: list[Path]) -> dict:
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     corpora = args.corpus or sorted(DEFAULT_CORPUS.glob("*.jsonl"))
     if not corpora:
         p.error(f"no corpus given and none found in {DEFAULT_CORPUS}")
-    from mathmatch.build import LoadConfig, load_corpora
+    from index.corpora import LoadConfig, load_corpora
 
     runs = []
     for _ in range(args.repeat):

@@ -1,84 +1,16 @@
-"""The machine a benchmark ran on, stated with every figure."""
+"""What every benchmark shares: the dev data's place, the machine, and writing results."""
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
-import os
-import platform
-import subprocess
-from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("mathmatch", "numpy", "torch", "faiss-cpu", "faiss-gpu-cu12", "sentence-transformers",
-            "transformers", "bm25s", "lxml", "sympy", "peft", "bitsandbytes", "ranx")
+from mathcore.machine import blas, describe, machine, peak_rss_mib
 
+__all__ = ["DEFAULT_DATA", "blas", "describe", "machine", "peak_rss_mib", "save_result"]
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def gpu_name() -> str | None:
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return torch.cuda.get_device_name(0)
-    except ImportError:
-        pass
-    return None
-
-
-def git_revision() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, cwd=Path(__file__).resolve().parent, check=True)
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
-def versions() -> dict[str, str]:
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
-
-def machine() -> dict:
-    """CPU, cores, memory, GPU, Python, package versions, date and git revision."""
-    try:
-        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    except (ValueError, OSError):
-        mem = float("nan")
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "memory_gib": round(mem, 1),
-            "gpu": gpu_name(), "python": platform.python_version(), "platform": platform.platform(),
-            "packages": versions(), "date": _dt.datetime.now(_dt.timezone.utc).isoformat(
-                timespec="seconds"), "git": git_revision()}
-
-
-def describe(m: dict | None = None) -> str:
-    m = m or machine()
-    gpu = m["gpu"] or "no GPU"
-    return f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {gpu}, Python {m['python']}"
-
-
-def peak_rss_mib() -> float:
-    """Peak resident memory of this process (and of waited-for children) in MiB."""
-    import resource
-
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, kids) / 1024
+# The dev data (see its README): beside the repository, as CI lays it out.
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def save_result(path: Path, result: dict, sort_keys: bool = False) -> None:

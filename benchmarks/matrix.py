@@ -22,6 +22,11 @@ files whose figures are named ``name:a.b.c``.  ``{data}``, ``{work}`` and ``{pyt
 filled in; ``mathmatch`` runs as ``{python} -m mathmatch.cli``.  Index folders under ``{work}``
 are kept between runs (a build over unchanged sources does nothing, nor does a ``tune`` whose
 folder holds a model of the same recipe), so a second ``make bench`` is fast.
+
+After each condition its results JSON (and each extra results file) is copied to
+``benchmarks/results/NAME[.EXTRA].json``, which is committed, with ``NAME.verdicts.json``: the
+rows (figure, expected, got, verdict) and, where the results state it, the machine and date.
+``python -m benchmarks.report results`` renders ``docs/results.md`` from them.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -36,9 +42,11 @@ from pathlib import Path
 
 import yaml
 
+from benchmarks.machine import DEFAULT_DATA
+
 ROOT = Path(__file__).resolve().parents[1]
 CONDITIONS = ROOT / "benchmarks" / "conditions"
-DEFAULT_DATA = ROOT.parent / "shared" / "data"
+RESULTS = ROOT / "benchmarks" / "results"
 
 
 def figure(results: dict, path: str):
@@ -101,6 +109,36 @@ def run_condition(cond: dict, data: Path, work: Path, python: str) -> list[tuple
     return rows
 
 
+def keep_results(cond: dict, rows: list[tuple], data: Path, work: Path, python: str,
+                 dest: Path = RESULTS) -> None:
+    """Copy a condition's results files to ``dest`` and write its verdicts beside them.
+
+    The results are copied only when every command succeeded (otherwise they are a previous
+    run's); the verdicts are written either way.
+    """
+    fill = {"data": str(data), "work": str(work), "python": python}
+    dest.mkdir(parents=True, exist_ok=True)
+    name = cond["name"]
+    failed = any(fig == "(command)" for fig, *_ in rows)
+    machine = None
+    sources = {"": cond["results"], **cond.get("extra_results", {})}
+    for extra, path in sources.items():
+        src = Path(path.format(**fill))
+        if failed or not src.is_file():
+            continue
+        shutil.copyfile(src, dest / (f"{name}.{extra}.json" if extra else f"{name}.json"))
+        if machine is None:
+            machine = json.loads(src.read_text()).get("machine")
+    verdicts: dict = {"condition": name, "rows": [
+        {"figure": fig, "expected": want, "got": got, "verdict": verdict}
+        for fig, want, got, verdict in rows]}
+    if isinstance(machine, dict):
+        verdicts["date"] = machine.get("date")
+        verdicts["machine"] = machine
+    (dest / f"{name}.verdicts.json").write_text(json.dumps(verdicts, indent=2) + "\n",
+                                                encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("names", nargs="*", help="conditions to run (default: all)")
@@ -120,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {cond['name']}: {cond['description'].strip()}", flush=True)
         t = time.perf_counter()
         rows = run_condition(cond, args.data.resolve(), args.work.resolve(), args.python)
+        keep_results(cond, rows, args.data.resolve(), args.work.resolve(), args.python)
         for fig, want, got, verdict in rows:
             shown = f"{got:.4f}" if isinstance(got, float) else got
             print(f"  {verdict:<6} {fig:<48} expected {want!s:<10} got {shown}")

@@ -6,7 +6,8 @@
   a slice of the dev corpus (the same share of each source), against a plain
   ``SentenceTransformer.encode`` of the same linear texts with the same model, batch size and
   device, in the same run (target: ours >= 0.9x plain);
-* **single-query latency** of ``match`` in each mode (one query at a time, p50 / p95), on dev
+* **single-query latency** of ``match`` in each mode (one query at a time through the first
+  stage of the match :class:`mathmatch.pipeline.Pipeline`, ``k`` hits, p50 / p95), on dev
   queries;
 * **peak memory** of the process.
 
@@ -26,9 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.machine import describe, machine, peak_rss_mib, save_result
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from benchmarks.machine import DEFAULT_DATA, describe, machine, peak_rss_mib, save_result
 
 
 def _slice_corpus(data: Path, n: int, out: Path) -> Path:
@@ -45,17 +44,17 @@ def _slice_corpus(data: Path, n: int, out: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, default=DATA)
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--records", type=int, default=2000)
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--out", type=Path, default=Path("build/bench/retrieval_speed.json"))
     args = p.parse_args(argv)
-    from mathmatch.build import LoadConfig
-    from mathmatch.indexer import IndexConfig, build_index
-    from mathmatch.runs import iter_queries
-    from mathmatch.searcher import open_searcher
-    from retriever.encoder import Encoder
+    from index.build import IndexConfig, build_index
+    from index.corpora import LoadConfig
+    from mathcore.runs import iter_queries
+    from mathmatch.pipeline import MatchConfig, Pipeline
+    from retriever.encoder import ENCODERS, Encoder
 
     tmp = Path(tempfile.mkdtemp(prefix="mm-speed-"))
     try:
@@ -64,13 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         enc.encode(["warm up the model"] * args.batch_size)
         t0 = time.perf_counter()
         _, manifest = build_index(IndexConfig(LoadConfig([corpus], tmp / "idx", progress=False),
-                                              device="cpu", batch_size=args.batch_size))
+                                              device="cpu", batch_size=args.batch_size), ENCODERS)
         build_s = time.perf_counter() - t0
         n = manifest["store"]["records"]
         encode = manifest["dense"]["encode"]
-        searcher = open_searcher(tmp / "idx", "dense", device="cpu")
-        texts = searcher.store.texts(searcher.store.rowids(), "answer_text")
-        searcher.close()
+        config = MatchConfig(device="cpu")
+        with Pipeline(tmp / "idx", config, mode="dense") as pipeline:
+            store = pipeline.store
+            texts = store.texts(store.rowids(), "answer_text")
         model = enc.model  # the plain baseline: the same SentenceTransformer object
         t0 = time.perf_counter()
         model.encode(texts, batch_size=args.batch_size, normalize_embeddings=True,
@@ -80,14 +80,13 @@ def main(argv: list[str] | None = None) -> int:
         queries = list(itertools.islice(iter_queries(args.data / "tasks" / "match" /
                                                      "queries.jsonl"), args.queries))
         for mode in ("bm25", "dense", "hybrid"):
-            s = open_searcher(tmp / "idx", mode, device="cpu")
-            s.search_hits(queries[:2], 10)  # warm-up
-            times = []
-            for q in queries:
-                t = time.perf_counter()
-                s.search_hits([q], 10)
-                times.append(time.perf_counter() - t)
-            s.close()
+            with Pipeline(tmp / "idx", config, mode=mode) as pipeline:
+                pipeline.search(queries[:2], config.k)  # warm-up
+                times = []
+                for q in queries:
+                    t = time.perf_counter()
+                    pipeline.search([q], config.k)
+                    times.append(time.perf_counter() - t)
             latency[mode] = {"p50_ms": round(1000 * float(np.percentile(times, 50)), 2),
                              "p95_ms": round(1000 * float(np.percentile(times, 95)), 2)}
     finally:

@@ -17,8 +17,6 @@ load from other processes hits both alike. Prints a table and the machine; write
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import resource
 import time
 from collections.abc import Callable
@@ -27,50 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.machine import save_result
+from benchmarks.machine import machine, save_result
 
 N_CENTERS, NOISE = 1000, 1.5
 CHUNK_SWEEP = (4096, 16384, 65536, 262144)
-
-
-def machine() -> dict[str, Any]:
-    """CPU model, cores and library versions."""
-    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version()}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        info["cpu"] = platform.processor()
-    info["cores"] = os.cpu_count()
-    info["cores_usable"] = (
-        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    )
-    info["numpy"] = np.__version__
-    for name in ("faiss", "torch"):
-        try:
-            info[name] = __import__(name).__version__
-        except ImportError:
-            info[name] = None
-    try:
-        from threadpoolctl import threadpool_info
-
-        info["blas"] = [
-            f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} threads)"
-            for p in threadpool_info()
-            if p.get("user_api") == "blas"
-        ]
-    except ImportError:
-        pass
-    from index._common import cuda_available
-
-    info["cuda"] = cuda_available()
-    if info["cuda"]:
-        import torch
-
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
 
 
 def mixture(n: int, dim: int, seed: int, chunk: int = 100_000) -> np.ndarray:
@@ -246,7 +204,8 @@ def print_table(result: dict) -> None:
     m = result["machine"]
     print(
         f"\nmachine: {m.get('cpu')}, {m['cores']} cores ({m.get('cores_usable')} usable); "
-        f"numpy {m['numpy']}, faiss {m['faiss']}, torch {m['torch']}, cuda {m['cuda']}"
+        f"numpy {m['packages'].get('numpy')}, faiss {m['packages'].get('faiss-cpu')}, "
+        f"torch {m['packages'].get('torch')}, GPU {m['gpu']}"
     )
     if m.get("blas"):
         print(f"blas: {'; '.join(m['blas'])}")

@@ -25,7 +25,7 @@ def print_split_table(label: str, table: Mapping[Any, Mapping], names: Sequence,
 
     Args:
         label: heading of the first column (what *names* are: weights, systems).
-        table: ``table[name][split][group][metric]``, as :func:`mathmatch.evaluate.
+        table: ``table[name][split][group][metric]``, as :func:`mathcore.evaluate.
             evaluate_splits` gives for each name.
         names: the rows, in order; the groups are those of the first.
         width: width of the first column.
@@ -46,7 +46,7 @@ def print_split_table(label: str, table: Mapping[Any, Mapping], names: Sequence,
 
 def dev_match(data: Path, stride: int = 1) -> tuple[list[tuple[str, str]], dict]:
     """The judged dev match queries of *data* (every *stride*-th, in file order) and their qrels."""
-    from mathmatch.runs import iter_queries, read_qrels
+    from mathcore.runs import iter_queries, read_qrels
 
     task = data / "tasks" / "match"
     qrels = read_qrels(task / "qrels.tsv")

@@ -19,17 +19,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import re
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
-from benchmarks.machine import save_result
+from benchmarks.machine import DEFAULT_DATA, machine, save_result
 
-DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "corpus"
+DEFAULT_CORPUS = DEFAULT_DATA / "corpus"
 FILES = ("gsm8k.jsonl", "math.jsonl", "mathematics_dataset.jsonl")
 
 
@@ -125,12 +123,6 @@ def measure_verify(corpus_dir: Path, choice: Path, timeout: float) -> dict:
     return figures
 
 
-def machine() -> dict:
-    """Where the figures were measured."""
-    return {"python": platform.python_version(), "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.symbolic_coverage",
                                      description=__doc__.split("\n")[0])
@@ -165,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
 
     info = machine()
     print(f"MathML -> SymPy coverage of `final` answers (sympy {sympy.__version__}, "
-          f"python {info['python']}, {info['cpus']} CPUs, {info['platform']})")
+          f"python {info['python']}, {info['cores']} cores, {info['platform']})")
     print(f"{'file':28s} {'records':>8s} {'converted':>10s} {'share':>7s} {'ms/formula':>11s}")
     for r in results:
         print(f"{r['file']:28s} {r['records']:8d} {r['converted']:10d} {r['share']:7.2%} "

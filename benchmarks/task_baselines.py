@@ -19,9 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.machine import describe, machine, save_result
-
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from benchmarks.machine import DEFAULT_DATA, describe, machine, save_result
 
 
 def _read(path: Path) -> list[dict]:
@@ -30,8 +28,8 @@ def _read(path: Path) -> list[dict]:
 
 
 def duplicates_baseline(data: Path, encoder) -> dict:
+    from mathcore.evaluate import duplicate_scores
     from mathcore.records import query_text
-    from mathmatch.evaluate import duplicate_scores
 
     pairs = _read(data / "tasks" / "duplicates" / "pairs.jsonl")
     seeds = {}
@@ -48,9 +46,9 @@ def duplicates_baseline(data: Path, encoder) -> dict:
 
 
 def choice_baseline(path: Path, encoder) -> dict:
+    from mathcore.evaluate import choice_accuracy
     from mathcore.records import query_text
-    from mathmatch.evaluate import choice_accuracy
-    from mathmatch.searcher import linear_query
+    from mathcore.runs import linear_query
 
     items = _read(path)
     q = encoder.encode([query_text(it["question"]) for it in items])

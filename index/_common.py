@@ -1,10 +1,10 @@
-"""Helpers shared by the index modules: input checks, optional imports, atomic writes."""
+"""Helpers shared by the index modules: input checks, optional imports (FAISS, and how many GPUs
+GPU FAISS sees), atomic writes."""
 
 from __future__ import annotations
 
 import functools
 import json
-import logging
 import os
 import tempfile
 from collections.abc import Callable
@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-logger = logging.getLogger(__name__)
+# Device choice is mathcore's (one rule for every stage); what the index adds is GPU FAISS.
+from mathcore.device import cuda_available as cuda_available
 
 PAD_ID = -1
 """Id of a padded result slot (fewer than ``k`` hits). Filter results on ``ids >= 0``."""
@@ -25,9 +26,6 @@ FAISS_INSTALL_HINT = (
     "REPLACES faiss-cpu (never install both): `pip uninstall -y faiss-cpu && pip install "
     'faiss-gpu-cu12` (or `pip install "mathmatch[gpu]"` after the uninstall).'
 )
-
-DEVICES = ("cpu", "cuda", "auto")
-
 
 @functools.lru_cache(maxsize=1)
 def require_faiss() -> Any:
@@ -54,39 +52,6 @@ def faiss_gpu_count() -> int:
         return 0
     get_num_gpus = getattr(faiss, "get_num_gpus", None)
     return int(get_num_gpus()) if get_num_gpus is not None else 0
-
-
-def cuda_available() -> bool:
-    """Whether torch is installed and sees a CUDA device."""
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())
-
-
-def resolve_device(device: str) -> str:
-    """Turns ``"cpu" | "cuda" | "cuda:N" | "auto"`` into a concrete device.
-
-    Raises:
-        ValueError: unknown device name.
-        RuntimeError: CUDA was asked for explicitly but is not available.
-    """
-    if not isinstance(device, str) or not (device in DEVICES or device.startswith("cuda:")):
-        raise ValueError(f"device must be one of {DEVICES} or 'cuda:N', got {device!r}")
-    if device == "cpu":
-        return "cpu"
-    if device == "auto":
-        if cuda_available():
-            return "cuda"
-        logger.info("device='auto': CUDA is not available, searching on CPU")
-        return "cpu"
-    if not cuda_available():
-        raise RuntimeError(
-            f"device={device!r} was requested but CUDA is not available "
-            "(torch.cuda.is_available() is False); use device='cpu' or 'auto'"
-        )
-    return device
 
 
 def check_ids(ids: Any, what: str = "ids") -> np.ndarray:

@@ -31,11 +31,11 @@ from index._common import (
     load_json,
     load_npy,
     require_faiss,
-    resolve_device,
     save_json,
     save_npy,
 )
 from index._exact import FAISS_GPU_MAX_K, FaissGpuExact, TorchExact, pad_results, topk_numpy
+from mathcore.device import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class VectorIndex:
                 )
             logger.info("kind=%r searches on CPU (device='auto')", kind)
             device = "cpu"
-        self.device = resolve_device(device)
+        self.device = resolve_device(device, numbered=True, purpose="searching")
         self._ids = np.empty(0, dtype=np.int64)  # position -> caller id
         self._alive = np.empty(0, dtype=bool)  # position -> not removed
         self._n_alive = 0

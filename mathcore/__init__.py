@@ -1,5 +1,7 @@
 """Records, hardened MathML parsing, linear text and BM25 analysis, and the SQLite store."""
 
+__version__ = "0.1.0"  # the mathmatch distribution's version (mathmatch.__version__)
+
 from mathcore.linear import to_linear
 from mathcore.loaders import CorpusError, detect_format, iter_corpus, iter_source, read_mathml_file
 from mathcore.mathml import (

@@ -32,6 +32,8 @@ from typing import Iterator, NamedTuple
 
 from lxml import etree
 
+from mathcore.options import option
+
 MATHML_NS = "http://www.w3.org/1998/Math/MathML"
 
 # The five entities XML defines itself; everything else needs a DTD, which we refuse.
@@ -86,6 +88,9 @@ class MathMLError(ValueError):
     """A formula (or a record's MathML) that cannot be accepted; the message says why."""
 
 
+_MAX_RECORD_MIB = 4
+
+
 @dataclass(frozen=True)
 class Limits:
     """Size limits applied to every record.
@@ -95,8 +100,10 @@ class Limits:
         max_depth: deepest element nesting accepted inside one formula.
     """
 
-    max_bytes: int = 4 * 1024 * 1024
-    max_depth: int = 128
+    max_bytes: int = option(_MAX_RECORD_MIB * 1024 * 1024, "refuse records larger than N bytes",
+                            flag="--max-record-bytes", metavar="N",
+                            default_text=f"{_MAX_RECORD_MIB} MiB")
+    max_depth: int = option(128, "refuse formulas nested deeper than N elements", metavar="N")
 
     def __post_init__(self) -> None:
         if self.max_bytes <= 0 or self.max_depth <= 0:

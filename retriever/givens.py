@@ -26,9 +26,16 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from mathcore.scores import zscores
+
 # Chosen on the even-numbered dev match queries over the fused top 100 (odd ones held out;
 # README, "Retrieval quality"): weights 3-4 are best on both halves, 6 and more lose.
 DEFAULT_GIVENS_WEIGHT = 3.0
+# The --givens-weight help of every command that searches in hybrid mode (match, bench, tune
+# reranker): written once here.
+GIVENS_WEIGHT_HELP = ("hybrid mode: add W times the share of the question's numbers found in a "
+                      "candidate's answer to its z-scored fused score (the first --depth "
+                      "candidates); 0 turns it off")
 
 _NUMBER_RE = re.compile(r"\d+(?:\.\d+)?")
 _THOUSANDS_RE = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
@@ -103,9 +110,7 @@ class GivensAgreement:
             live = np.flatnonzero(rows[i] >= 0)
             if not live.size:
                 continue
-            s = scores[i, live]
-            std = s.std()
-            z = (s - s.mean()) / std if std > 0 else np.zeros_like(s)
+            z = zscores(scores[i, live])
             asked = numbers(text)
             agree = np.array([coverage(asked, found[int(r)]) for r in rows[i, live]])
             fused = z + self.weight * agree

@@ -48,6 +48,12 @@ DEFAULT_FUSION = "zscore"
 DEFAULT_WEIGHTS = (0.7, 0.3)
 
 
+def fusion_weights(fusion: str) -> tuple[float, float]:
+    """The (dense, BM25) weights of a fusion: equal for RRF, :data:`DEFAULT_WEIGHTS` for the
+    score fusions."""
+    return (1.0, 1.0) if fusion == "rrf" else DEFAULT_WEIGHTS
+
+
 class HybridRetriever:
     """Fusion of a dense and a BM25 ranking, each taken *depth* deep, then (with *givens*) the
     fused first *depth* rescored by their answers' agreement with the question's numbers.

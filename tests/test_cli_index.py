@@ -1,4 +1,4 @@
-"""``mathmatch index build`` / ``index info`` and the load behind them (mathmatch.build).
+"""``mathmatch index build`` / ``index info`` and the load behind them (index.corpora).
 
 Builds run in this process (``--workers 0``) and without vectors (``--no-vectors``: the store and
 BM25 only), except one that runs the process pool.
@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 import mathmatch
+from index import corpora
+from index.corpora import BuildError, LoadConfig, load_corpora
 from mathcore import Store
-from mathmatch import build
-from mathmatch.build import BuildError, LoadConfig, load_corpora
 from mathmatch.cli import build_parser
 
 FAST = ["--workers", "0", "--no-vectors"]
@@ -242,7 +242,7 @@ def test_process_pool_gives_the_same_store(run_cli, capsys, tmp_path, data_dir):
 # --- interrupted builds --------------------------------------------------------------------
 
 def _interrupt_after(monkeypatch, batches: int, exc: type[BaseException] = KeyboardInterrupt):
-    real = build.process_units
+    real = corpora.process_units
     calls = []
 
     def flaky(units, limits):
@@ -251,7 +251,7 @@ def _interrupt_after(monkeypatch, batches: int, exc: type[BaseException] = Keybo
             raise exc("interrupted by the test")
         return real(units, limits)
 
-    monkeypatch.setattr(build, "process_units", flaky)
+    monkeypatch.setattr(corpora, "process_units", flaky)
     return calls
 
 

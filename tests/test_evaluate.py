@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from mathmatch.evaluate import evaluate_groups, evaluate_run
+from mathcore.evaluate import evaluate_groups, evaluate_run
 
 QRELS = {
     "q1": {"d1": 1, "d2": 1},
@@ -94,7 +94,7 @@ def test_bench_stride_takes_every_nth_judged_query(sample_index, sample_dir, tmp
 
 
 def test_duplicate_scores_hand_computed():
-    from mathmatch.evaluate import duplicate_scores
+    from mathcore.evaluate import duplicate_scores
 
     labels = {"a": 1, "b": 0, "c": 1, "d": 0}
     scores = {"a": 0.9, "b": 0.8, "c": 0.3, "d": 0.1}
@@ -107,7 +107,7 @@ def test_duplicate_scores_hand_computed():
 
 
 def test_choice_accuracy_counts_missing_items_wrong():
-    from mathmatch.evaluate import choice_accuracy
+    from mathcore.evaluate import choice_accuracy
 
     got = choice_accuracy({"i1": 0, "i2": 3, "i3": 1}, {"i1": 0, "i2": 2})
     assert got == {"accuracy": round(1 / 3, 6), "items": 3, "right": 1}
@@ -132,7 +132,7 @@ def test_matrix_verdicts(got, exp, verdict):
 
 def test_benchmark_halves_and_their_table(capsys):
     from benchmarks.splits import halves, print_split_table
-    from mathmatch.evaluate import evaluate_splits
+    from mathcore.evaluate import evaluate_splits
 
     queries = [("q0", "a"), ("q1", "b"), ("q2", "c")]
     splits = halves(queries)
@@ -166,3 +166,30 @@ def test_benchmark_dev_match_reads_judged_queries_every_stride(tmp_path):
     assert queries == [("q0", "question 0"), ("q2", "question 2"), ("q5", "question 5")]
     assert qrels == {"q0": {"d0": 1}, "q2": {"d2": 1}, "q5": {"d5": 1}}
     assert [q for q, _ in dev_match(tmp_path)[0]] == ["q0", "q1", "q2", "q4", "q5"]
+
+
+def test_bench_measures_the_symbolic_stage_as_match_runs_it(sample_index, sample_dir, tmp_path,
+                                                             run_cli):
+    """``bench --symbolic`` adds a ``+symbolic`` system whose run is what ``match --symbolic``
+    writes with the same settings (one pipeline behind both)."""
+    from mathcore.evaluate import evaluate_run
+    from mathcore.runs import read_qrels
+
+    stage = ["--margin", "0.5", "--no-duplicates", "--device", "cpu"]
+    out = tmp_path / "results.json"
+    queries = tmp_path / "q.jsonl"
+    lines = open(sample_dir / "queries.jsonl").read().splitlines()[::4]
+    queries.write_text("\n".join(lines) + "\n")
+    assert run_cli(["-q", "bench", sample_index, "--queries", queries, "--qrels",
+                    sample_dir / "qrels.tsv", "--mode", "bm25", "--symbolic", "--out", out,
+                    *stage]) == 0
+    res = json.loads(out.read_text())
+    assert set(res["systems"]) == {"bm25", "bm25+symbolic"}
+    assert res["systems"]["bm25+symbolic"]["symbolic"] is True
+    assert run_cli(["-q", "match", sample_index, "--queries", queries, "--mode", "bm25",
+                    "--k", "100", "--symbolic", "--out", tmp_path / "m.jsonl", *stage]) == 0
+    run = {r["query_id"]: {h["doc_id"]: h["score"] for h in r["hits"]}
+           for r in map(json.loads, open(tmp_path / "m.jsonl"))}
+    qrels = {q: d for q, d in read_qrels(sample_dir / "qrels.tsv").items() if q in run}
+    got = res["systems"]["bm25+symbolic"]["metrics"]["all"]
+    assert got["mrr@10"] == pytest.approx(evaluate_run(qrels, run, ["mrr@10"])["mrr@10"])

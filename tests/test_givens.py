@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from mathmatch.runs import iter_queries
-from mathmatch.searcher import linear_query, open_searcher
+from mathcore.runs import iter_queries, linear_query
 from retriever.givens import GivensAgreement, coverage, numbers
+from retriever.searcher import open_searcher
 
 
 def test_numbers_are_read_as_digit_strings():
@@ -100,12 +100,11 @@ def test_match_takes_the_givens_weight_from_the_command_line(sample_index, sampl
 
 
 def test_configs_refuse_a_negative_givens_weight_and_record_it(tmp_path):
-    from mathmatch.bench import BenchConfig
-    from reranker.train import RerankTuneConfig
+    from mathmatch.pipeline import MatchConfig
+    from tuning.reranker import RerankTuneConfig
 
     with pytest.raises(ValueError, match="givens weight"):
-        BenchConfig(index=tmp_path, queries=tmp_path / "q", qrels=tmp_path / "r",
-                    givens_weight=-1.0)
+        MatchConfig(givens_weight=-1.0)
     with pytest.raises(ValueError, match="givens weight"):
         RerankTuneConfig(index=tmp_path, out=tmp_path / "o", givens_weight=-0.5)
     # The first stage the training groups come from is part of the recipe a resume checks.

@@ -22,10 +22,10 @@ from typing import Iterator
 
 import pytest
 
+from index.build import build_store
+from index.corpora import LoadConfig, load_corpora
 from mathcore import Record, Store, loaders
 from mathcore.loaders import read_mathml_file
-from mathmatch.build import LoadConfig, load_corpora
-from mathmatch.indexer import build_store
 
 NS = "http://www.w3.org/1998/Math/MathML"
 # Billion laughs: &lol9; would expand to 10^9 "lol"s.

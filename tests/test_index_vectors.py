@@ -10,6 +10,7 @@ import pytest
 
 from index import VectorIndex, _common, recall_against_exact
 from index._exact import topk_numpy
+from mathcore import device
 
 DIM = 32
 
@@ -123,7 +124,7 @@ def test_params_and_device_are_validated(monkeypatch):
         VectorIndex(DIM, device="tpu")
     with pytest.raises(ValueError, match="only implemented for kind='exact'"):
         VectorIndex(DIM, kind="hnsw", device="cuda")
-    monkeypatch.setattr(_common, "cuda_available", lambda: False)
+    monkeypatch.setattr(device, "cuda_available", lambda: False)  # the one device rule
     with pytest.raises(RuntimeError, match="CUDA is not available"):
         VectorIndex(DIM, device="cuda")
     assert VectorIndex(DIM, device="auto").device == "cpu"

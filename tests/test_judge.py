@@ -7,8 +7,8 @@ import re
 import numpy as np
 import pytest
 
-from mathmatch.dedup import JUDGE_CLIP, PairScore, Side, judge_input, score_pairs
-from mathmatch.judge import DEFAULT_JUDGE, InsertionJudge
+from dedup.features import JUDGE_CLIP, PairScore, Side, judge_input, score_pairs
+from dedup.judge import DEFAULT_JUDGE, InsertionJudge
 
 QUESTION = "How much does Ali have to pay John?"
 # (added text, other side's question sentence, 1 for an aside / 0 for another step)
@@ -105,8 +105,8 @@ def test_the_judge_is_asked_only_where_it_can_matter():
 def test_the_finder_asks_its_judge_and_only_where_verdicts_can_change(sample_index):
     """``judge_all=False`` (the tie-break and the chooser) asks about fewer candidates and
     gives the same verdicts, and the same scores to every duplicate."""
-    from mathmatch.finder import DuplicateFinder
-    from mathmatch.questions import QuestionIndex
+    from dedup.finder import DuplicateFinder
+    from retriever.questions import QuestionIndex
 
     questions = QuestionIndex.open(sample_index, device="cpu")
     try:

@@ -15,7 +15,7 @@ import pytest
 from reranker import Reranker, RerankerError, load_reranker
 from reranker.model import Budget, load_tokenizer, render_pair
 from reranker.scorer import read_fusion
-from reranker.train import (
+from tuning.reranker import (
     CHECKPOINTS,
     GROUPS_FILE,
     RerankTuneConfig,
@@ -88,8 +88,8 @@ def test_the_prior_weight_is_large_when_the_first_stage_is_right_and_small_when_
 
 
 def test_hard_groups_are_where_the_first_stage_is_least_sure(sample_index, sample_dir):
-    from mathmatch.runs import read_qrels
-    from mathmatch.searcher import open_searcher
+    from mathcore.runs import read_qrels
+    from retriever.searcher import open_searcher
     from tuning.data import Exclusions
 
     searcher = open_searcher(sample_index, "hybrid", device="cpu")
@@ -101,17 +101,18 @@ def test_hard_groups_are_where_the_first_stage_is_least_sure(sample_index, sampl
     assert len(groups) == 20 and summary["hard"] == 10 and summary["random"] == 10
     used = {d for g in groups for d in g["docs"]}
     assert not used & excluded
-    hits = {g["qid"]: searcher.search_hits([(g["qid"], g["question"])], 10)[0] for g in groups}
-    from reranker.train import _records
+    hits = {g["qid"]: searcher.search([(g["qid"], g["question"])], 10)[g["qid"]] for g in groups}
+    from mathcore.scores import zscores
     from tuning.data import same_problem
+    from tuning.reranker import _records
 
     records = {r.id: r for r in _records(searcher.store)}
     searcher.close()
     margins = []
     for g in groups:
-        ranked = [h.doc_id for h in hits[g["qid"]]]
-        scores = np.array([h.score for h in hits[g["qid"]]])
-        z = (scores - scores.mean()) / scores.std()
+        ranked = list(hits[g["qid"]])
+        scores = np.array(list(hits[g["qid"]].values()))
+        z = zscores(scores)
         assert g["docs"][0] == g["qid"] and g["qid"] in ranked  # within reach of reranking
         # the first stage's z-scores over its first 10, and the first-ranked negatives
         assert np.allclose(g["first"], [z[ranked.index(d)] for d in g["docs"]], atol=1e-4)
@@ -178,8 +179,8 @@ def test_checkpoint_reloads_to_the_same_scores(sample_index, tiny_llama_path, tm
     assert (out / "adapter_model.safetensors").is_file() and (out / "reranker.json").is_file()
     assert not (out / CHECKPOINTS).exists()
     rr = load_reranker(out, device="cpu")
+    from index.layout import STORE_FILE
     from mathcore.store import Store
-    from mathmatch.searcher import STORE_FILE
 
     store = Store(sample_index / STORE_FILE, readonly=True)
     probe = report["probe"]
@@ -194,8 +195,10 @@ def test_a_residual_checkpoint_reranks_with_raw_scores_over_the_weighted_first_s
         sample_index, tiny_llama_path, tmp_path):
     out = tmp_path / "rr"
     report = tune_reranker(_cfg(sample_index, tiny_llama_path, out, steps=2))
-    assert report["fusion"] == {"weight": report["selection"]["prior_weight"], "cross": "raw",
-                                "depth": 20}
+    fusion = dict(report["fusion"])
+    assert fusion.pop("chosen").startswith("mathmatch tune reranker: the maximum-likelihood")
+    assert fusion == {"weight": report["selection"]["prior_weight"], "cross": "raw",
+                      "depth": 20, "training_weight": report["selection"]["prior_weight"]}
     rr = load_reranker(out, device="cpu")
     assert rr.fusion_cross == "raw" and rr.fusion_weight == report["fusion"]["weight"]
     assert read_fusion(out) == (rr.fusion_weight, rr.fusion_cross, rr.fusion_depth) \
@@ -234,8 +237,8 @@ def test_a_shallower_scorer_keeps_its_depth_through_save_and_load(sample_index,
     assert report["base"]["layers"] == 1
     rr = load_reranker(out, device="cpu")
     assert rr.model.config.num_hidden_layers == 1 and len(rr.model.model.layers) == 1
+    from index.layout import STORE_FILE
     from mathcore.store import Store
-    from mathmatch.searcher import STORE_FILE
 
     with Store(sample_index / STORE_FILE, readonly=True) as store:
         probe = report["probe"]
@@ -249,14 +252,14 @@ def test_a_shallower_scorer_keeps_its_depth_through_save_and_load(sample_index,
 
 def test_excluded_queries_and_gold_records_never_form_groups(sample_index, tiny_llama_path,
                                                              tmp_path, sample_dir):
-    from mathmatch.runs import read_qrels
+    from mathcore.runs import read_qrels
 
     qrels = read_qrels(sample_dir / "qrels.tsv")
     excluded = set(qrels) | {d for docs in qrels.values() for d in docs}
     cfg = _cfg(sample_index, tiny_llama_path, tmp_path / "rr", steps=60, groups_per_step=4,
                exclude_qrels=[sample_dir / "qrels.tsv"])
     # Stop after the groups are drawn: the first checkpoint write raises.
-    import reranker.train as train
+    import tuning.reranker as train
 
     def stop(*args, **kwargs):
         raise KeyboardInterrupt
@@ -276,7 +279,7 @@ def test_excluded_queries_and_gold_records_never_form_groups(sample_index, tiny_
 
 
 def test_an_interrupted_run_resumes(sample_index, tiny_llama_path, tmp_path, monkeypatch):
-    import reranker.train as train
+    import tuning.reranker as train
 
     calls = []
     original = train._save_checkpoint
@@ -445,8 +448,9 @@ def test_match_with_rerank_writes_reranked_hits(sample_index, tiny_llama_path, t
     rows = [json.loads(line) for line in out.open()]
     assert len(rows) == 40 and all(len(r["hits"]) == 5 for r in rows)
     rr = load_reranker(ckpt, device="cpu")
+    from index.layout import STORE_FILE
+    from mathcore.runs import linear_query
     from mathcore.store import Store
-    from mathmatch.searcher import STORE_FILE, linear_query
 
     store = Store(sample_index / STORE_FILE, readonly=True)
     query = json.loads((sample_dir / "queries.jsonl").open().readline())

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from index.manifest import ManifestError, read_manifest
+from mathcore.runs import iter_queries, read_qrels, read_run
 from mathcore.store import Store
 from mathmatch.cli import main
-from mathmatch.manifest import ManifestError, read_manifest
-from mathmatch.runs import iter_queries, read_qrels, read_run
-from mathmatch.searcher import open_searcher
+from retriever.searcher import open_searcher
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample"
@@ -74,7 +74,7 @@ def test_hybrid_fuses_dense_and_bm25(sample_index):
     hybrid = open_searcher(sample_index, "hybrid", device="cpu", depth=50, givens_weight=0)
     dense = open_searcher(sample_index, "dense", device="cpu")
     bm25 = open_searcher(sample_index, "bm25")
-    from mathmatch.searcher import linear_query
+    from mathcore.runs import linear_query
 
     lin = [linear_query(q, t) for q, t in queries]
     rankings = [dense.search_rows(lin, 50), bm25.search_rows(lin, 50)]
@@ -196,7 +196,7 @@ def test_killed_build_resumes_without_loss_or_doubles(tmp_path, tiny_encoder_pat
 
 
 def test_figure_code_is_searched_as_its_labels(sample_index):
-    from mathmatch.searcher import figure_labels_only, search_text
+    from retriever.searcher import figure_labels_only, search_text
 
     figure = ('[asy] draw((0,0)--(10,0)--(10,3)--cycle); label("10 cm",(5,0),S); '
               'label ( "3 cm" ,(10,1.5),E); [/asy]')
@@ -207,9 +207,8 @@ def test_figure_code_is_searched_as_its_labels(sample_index):
     assert search_text("q", f"{question} {figure}").endswith(" 10 cm 3 cm")
     # The searcher searches that text: the drawing commands change nothing, the labels do.
     searcher = open_searcher(sample_index, "hybrid", device="cpu")
-    bare, drawn, labels = searcher.search_hits(
-        [("q", question), ("q", f"{question} {figure}"),
-         ("q", f"{question} 10 cm 3 cm")], k=10)
-    assert [(h.doc_id, round(h.score, 5)) for h in drawn] \
-        == [(h.doc_id, round(h.score, 5)) for h in labels]
+    run = searcher.search([("bare", question), ("drawn", f"{question} {figure}"),
+                           ("labels", f"{question} 10 cm 3 cm")], k=10)
+    bare, drawn, labels = (list(run[q].items()) for q in ("bare", "drawn", "labels"))
+    assert [(d, round(s, 5)) for d, s in drawn] == [(d, round(s, 5)) for d, s in labels]
     assert drawn != bare

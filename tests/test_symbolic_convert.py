@@ -15,7 +15,7 @@ import sympy as sp
 
 from mathcore.mathml import parse_math
 from mathcore.symbolic import Conversion, parse_ascii, to_sympy
-from mathcore.symbolic.numbers import parse_in_base, parse_number
+from mathcore.symbolic.number_literals import parse_in_base, parse_number
 
 DATA = Path(__file__).parent / "data" / "symbolic"
 CASES = [json.loads(line) for line in (DATA / "conversions.jsonl").read_text().splitlines()]

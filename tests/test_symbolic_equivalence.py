@@ -21,7 +21,7 @@ from mathcore.symbolic import (
     cache_info,
     equivalent,
 )
-from mathcore.symbolic.tasks import from_srepr
+from mathcore.symbolic.comparison_tasks import from_srepr
 
 DATA = Path(__file__).parent / "data" / "symbolic"
 PAIRS = [json.loads(line) for line in (DATA / "equivalence_pairs.jsonl").read_text().splitlines()]

@@ -16,7 +16,7 @@ import pytest
 import sympy as sp
 
 from mathcore.symbolic import Verdict, WorkerPool, cache_clear, equivalent
-from mathcore.symbolic import limits as limits_mod
+from mathcore.symbolic import runtime as limits_mod
 
 x, y = sp.symbols("x y")
 

@@ -19,9 +19,9 @@ import pytest
 import sympy as sp
 
 from mathcore.symbolic import Check, WorkerPool, verify
-from mathcore.symbolic.arith import nearest_root, round_half_away, sequence_polynomial
-from mathcore.symbolic.build import Unsupported
-from mathcore.symbolic.checks import verify_task
+from mathcore.symbolic.builders import Unsupported
+from mathcore.symbolic.exact_arithmetic import nearest_root, round_half_away, sequence_polynomial
+from mathcore.symbolic.mathematics_dataset import verify_task
 
 DATA = Path(__file__).parent / "data" / "symbolic"
 CASES = [json.loads(line) for line in (DATA / "verify_cases.jsonl").read_text().splitlines()]

@@ -29,7 +29,7 @@ def _config(sample_dir: Path, base: Path, out: Path, **kw) -> TuneConfig:
 def _excluded(sample_dir: Path) -> tuple[set[str], set[str]]:
     """Ids named by the sample's qrels, and its query texts as linear text."""
     from mathcore.records import query_text
-    from mathmatch.runs import iter_queries, read_qrels
+    from mathcore.runs import iter_queries, read_qrels
 
     qrels = read_qrels(sample_dir / "qrels.tsv")
     ids = set(qrels) | {d for docs in qrels.values() for d in docs}
@@ -165,7 +165,7 @@ def test_frozen_layers_do_not_change(sample_dir, tiny_encoder_path, tmp_path):
 
 def test_saved_folder_reloads_encodes_and_indexes(sample_dir, tiny_encoder_path, tmp_path,
                                                   run_cli):
-    from mathmatch.manifest import read_manifest
+    from index.manifest import read_manifest
     from retriever.encoder import Encoder, EncoderSpec
 
     out = tmp_path / "m"

@@ -4,7 +4,7 @@ Everything a benchmark judges is kept out of training here, in one place: the qu
 records named in ``--exclude-qrels`` files (and any corpus record whose question *is* one of those
 queries, when the queries file sits beside the qrels) are named by :class:`Exclusions`.  The
 embedder reads its pairs through :func:`load_pairs`, the reranker its groups from an index's
-records through ``reranker.train.make_groups``; both drop what :meth:`Exclusions.reason` names
+records through ``tuning.reranker.make_groups``; both drop what :meth:`Exclusions.reason` names
 before anything is drawn, so neither can see an excluded record, as a pair, a negative or a
 validation item.
 
@@ -25,6 +25,7 @@ from typing import Iterable, Sequence
 from mathcore.loaders import derive_unit, iter_units
 from mathcore.mathml import DEFAULT_LIMITS, Limits
 from mathcore.records import Reject
+from mathcore.runs import iter_queries, linear_query, read_qrels
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +69,6 @@ class Exclusions:
         Raises:
             FileNotFoundError: for a qrels file that does not exist.
         """
-        from mathmatch.runs import iter_queries, read_qrels
-        from mathmatch.searcher import linear_query
 
         excl = cls()
         for path in map(Path, paths):

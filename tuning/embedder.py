@@ -26,18 +26,30 @@ import os
 import platform
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from index.corpora import write_rejects
+from index.layout import REJECTS_FILE
+from mathcore import __version__
+from mathcore.device import device_option, resolve_device
 from mathcore.mathml import DEFAULT_LIMITS, Limits
-from mathmatch import __version__
-from mathmatch.build import REJECTS_FILE, write_rejects
+from mathcore.options import option
+from retriever.encoder import EncoderSpec
 from tuning.data import Exclusions, PairSet, TrainRecord, load_pairs
 from tuning.negatives import mine_hard_negatives
-from tuning.outdir import CHECKPOINTS, OutputFolderError, prepare_output
+from tuning.outdir import (
+    CHECKPOINTS,
+    OutputFolderError,
+    exclude_qrels_option,
+    overwrite_option,
+    prepare_output,
+    resume_option,
+    seed_option,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,36 +66,63 @@ class TuneError(Exception):
 
 @dataclass
 class TuneConfig:
-    """Settings of one tuning run; the defaults are the CPU recipe described above."""
+    """Settings of one tuning run; the defaults are the CPU recipe described above.
+
+    Each command-line field owns its default and help: ``mathmatch tune embedder`` derives its
+    flags from them (:func:`mathcore.options.add_options`); the record limits are
+    :class:`mathcore.mathml.Limits`'s own flags.
+
+    Example:
+        >>> TuneConfig(corpora=[Path("corpus.jsonl")], out=Path("tuned")).learning_rate
+        5e-05
+    """
 
     corpora: list[Path]
     out: Path
-    base: str | None = None
-    exclude_qrels: list[Path] = field(default_factory=list)
-    epochs: float = 1.0
-    batch_size: int = 32
-    device: str = "auto"
-    loss: str = "mnrl"
-    learning_rate: float = 5e-5
+    base: str | None = option(None, "sentence-transformers folder to start from",
+                              metavar="PATH", default_text="the packaged all-MiniLM-L6-v2")
+    exclude_qrels: list[Path] = exclude_qrels_option()
+    epochs: float = option(1.0, "epochs")
+    batch_size: int = option(32, "pairs per batch; each batch is drawn from one source",
+                             metavar="N")
+    device: str = device_option()
+    loss: str = option("mnrl", "MultipleNegativesRankingLoss, its cached variant (large "
+                       "batches in little memory) or GISTEmbed guided by the base model",
+                       choices=LOSSES)
+    learning_rate: float = option(5e-5, "learning rate", flag="--lr")
     warmup_ratio: float = 0.1
-    max_seq_length: int = 128
-    freeze_layers: int = 2
-    hard_negatives: int = 1
-    margin: float = 0.05
-    max_pairs_per_source: int | None = 3000
-    val_size: int = 300
+    max_seq_length: int = option(128, "tokens per text while training", metavar="N",
+                                 default_text="{default}; the saved model keeps the base's "
+                                              "length")
+    freeze_layers: int = option(2, "freeze the embeddings and the lowest N layers", metavar="N",
+                                default_text="{default}; 0 trains all")
+    hard_negatives: int = option(1, "mined negatives per pair", metavar="N",
+                                 default_text="{default}; 0: in-batch only")
+    margin: float = option(0.05, "a negative must score this far below the gold")
+    # 0 (the command line's "no cap") is stored as None.
+    max_pairs_per_source: int | None = option(3000, "cap each source's training pairs",
+                                              metavar="N", default_text="{default}; 0: no cap")
+    val_size: int = option(300, "training-side validation questions", metavar="N",
+                           default_text="{default}; 0: none")
     val_distractors: int = 700
-    eval_steps: int = 50
-    patience: int = 3
-    max_steps: int = -1
-    seed: int = 0
-    resume: bool = True
-    overwrite: bool = False
-    keep_checkpoints: bool = False
+    eval_steps: int = option(50, "validate and checkpoint every N steps", metavar="N")
+    patience: int = option(3, "stop after N validations without gain", metavar="N",
+                           default_text="{default}; 0: never")
+    max_steps: int = option(-1, "stop after N steps", metavar="N",
+                            default_text="the epochs decide")
+    seed: int = seed_option()
+    resume: bool = resume_option()
+    overwrite: bool = overwrite_option()
+    keep_checkpoints: bool = option(False, "keep OUT/checkpoints after a finished run")
     progress: bool = False
     limits: Limits = DEFAULT_LIMITS
 
     def __post_init__(self) -> None:
+        if self.max_pairs_per_source is not None and self.max_pairs_per_source < 0:
+            raise ValueError("max_pairs_per_source must be 0 (no cap) or more, got "
+                             f"{self.max_pairs_per_source}")
+        if self.max_pairs_per_source == 0:
+            self.max_pairs_per_source = None
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         for name in ("batch_size", "max_seq_length", "eval_steps"):
@@ -243,10 +282,9 @@ def tune_embedder(cfg: TuneConfig) -> TuneReport:
     from sentence_transformers.training_args import BatchSamplers, MultiDatasetBatchSamplers
     from transformers import EarlyStoppingCallback
 
-    from retriever.encoder import EncoderSpec, resolve_device
 
     t0 = time.perf_counter()
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, purpose="training")
     spec = EncoderSpec.resolve(cfg.base)
     out = Path(cfg.out)
     done = _finished(out, cfg)

@@ -1,9 +1,9 @@
-"""Training the insertion judge of :mod:`mathmatch.judge` on labelled question pairs.
+"""Training the insertion judge of :mod:`dedup.judge` on labelled question pairs.
 
 The judge is all-MiniLM-L6-v2 with a LoRA adapter (peft, the ``tune`` extra) on its attention
 and feed-forward projections and a linear head over the first token, trained with binary
 cross-entropy on ``(added text, other question's question sentence)`` inputs labelled 1 for a
-duplicate pair and 0 otherwise (:func:`mathmatch.dedup.judge_input` makes them).
+duplicate pair and 0 otherwise (:func:`dedup.features.judge_input` makes them).
 
 The labelled pairs are the GSM-Plus pairs of the dev data with an *even* ``seed_idx`` only
 (``python -m benchmarks.duplicates --fit``); the odd half is never trained on and is the held-out
@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from mathmatch.judge import InsertionJudge, load_base, save_judge
+from dedup.judge import InsertionJudge, load_base, save_judge
 
 logger = logging.getLogger(__name__)
 

@@ -11,9 +11,32 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
+
+from mathcore.options import option
 
 CHECKPOINTS = "checkpoints"
 RECIPE_FILE = "recipe.json"
+
+
+# Fields both tuning configs have (each class needs its own field object: hence functions).
+def exclude_qrels_option() -> Any:
+    """``--exclude-qrels FILE...``: the benchmark data no tuning run may see."""
+    return option(factory=list, help="qrels whose queries and judged records are never "
+                  "trained on, mined or validated on (repeatable)", metavar="FILE")
+
+
+def seed_option() -> Any:
+    return option(0, "random seed")
+
+
+def resume_option() -> Any:
+    """``--no-resume``: start again instead of resuming from ``OUT/checkpoints``."""
+    return option(True, "discard checkpoints of an earlier run in OUT", negate="--no-resume")
+
+
+def overwrite_option() -> Any:
+    return option(False, "replace a finished model in OUT")
 
 
 class OutputFolderError(Exception):

@@ -12,6 +12,9 @@ Letters are plain symbols (``e`` and ``i`` are variables in these questions, not
 Example:
     >>> parse_ascii("-9*w + 21").expr
     21 - 9*w
+
+Imports: :mod:`~mathcore.symbolic.builders`, :mod:`~mathcore.symbolic.convert` (for
+:class:`~mathcore.symbolic.convert.Conversion`), :mod:`~mathcore.symbolic.number_literals`.
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ from typing import Sequence
 
 import sympy as sp
 
-from mathcore.symbolic import build
-from mathcore.symbolic.build import Unsupported
+from mathcore.symbolic import builders
+from mathcore.symbolic.builders import Unsupported
 from mathcore.symbolic.convert import Conversion
-from mathcore.symbolic.numbers import parse_number
+from mathcore.symbolic.number_literals import parse_number
 
 MAX_LENGTH = 10_000
 _TOKEN_RE = re.compile(r"""
@@ -137,14 +140,14 @@ class _Parser:
         while self.at("+", "-"):
             op = self.take()[1]
             rhs = self.signed()
-            expr = build.plus(expr, rhs if op == "+" else build.negate(rhs))
+            expr = builders.plus(expr, rhs if op == "+" else builders.negate(rhs))
         return expr
 
     def signed(self) -> sp.Expr:
         if self.at("+", "-"):
             op = self.take()[1]
             value = self.signed()
-            return value if op == "+" else build.negate(value)
+            return value if op == "+" else builders.negate(value)
         return self.multiplicative()
 
     def multiplicative(self) -> sp.Expr:
@@ -159,9 +162,9 @@ class _Parser:
             if op == "/":
                 if count > 1:
                     raise Unsupported("ambiguous division a/bc")
-                expr = build.divide(expr, rhs)
+                expr = builders.divide(expr, rhs)
             else:
-                expr = build.times(expr, rhs)
+                expr = builders.times(expr, rhs)
         return expr
 
     def starts_primary(self) -> bool:
@@ -176,28 +179,28 @@ class _Parser:
             factors.append(self.power())
         if len(factors) == 1:
             return factors[0], 1
-        return build.times(*factors), len(factors)
+        return builders.times(*factors), len(factors)
 
     def power(self) -> sp.Expr:
         base = self.postfix()
         if self.at("**", "^"):
             self.take()
             exponent = self.exponent()
-            return build.power(base, exponent)
+            return builders.power(base, exponent)
         return base
 
     def exponent(self) -> sp.Expr:
         if self.at("+", "-"):
             op = self.take()[1]
             value = self.exponent()
-            return value if op == "+" else build.negate(value)
+            return value if op == "+" else builders.negate(value)
         return self.power()
 
     def postfix(self) -> sp.Expr:
         value = self.primary()
         while self.at("!"):
             self.take()
-            value = build.factorial(value)
+            value = builders.factorial(value)
         return value
 
     def primary(self) -> sp.Expr:
@@ -227,13 +230,13 @@ class _Parser:
             self.take()
             args = [] if self.at(")") else self._args()
             self.expect(")")
-            if text in build.FUNCTIONS:
-                return build.FUNCTIONS[text](*args)
+            if text in builders.FUNCTIONS:
+                return builders.FUNCTIONS[text](*args)
             if text == "log":
                 if len(args) == 2:
-                    return build.log(args[0], args[1])
+                    return builders.log(args[0], args[1])
                 if len(args) == 1:
-                    return build.log(args[0])
+                    return builders.log(args[0])
                 raise Unsupported("log takes one or two arguments")
             if len(text) == 1:
                 return sp.Function(text)(*args)

@@ -5,10 +5,12 @@ what is refused is what has no single value here: ``bind``/``lambda``, ``piecewi
 derivatives and integrals (``diff``, ``int``), ``condition``, and any unknown operator.
 
 ``cn`` follows the MathML 3 types: ``integer`` (with ``base``), ``real``/``double``/``constant``
-(decimals are exact, see :mod:`mathcore.symbolic.numbers`), ``rational`` and ``e-notation``
+(decimals are exact, see :mod:`mathcore.symbolic.number_literals`), ``rational`` and ``e-notation``
 (two parts around ``<sep/>``), ``complex-cartesian``. mathematics_dataset writes booleans as
 ``<cn>True</cn>``; they become ``sympy.true``/``sympy.false``. A ``log`` without ``logbase`` is
 base 10, as the MathML specification says.
+
+Imports: :mod:`~mathcore.symbolic.builders`, :mod:`~mathcore.symbolic.number_literals`.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ import sympy as sp
 from lxml import etree
 
 from mathcore.linear import to_linear
-from mathcore.symbolic import build
-from mathcore.symbolic.build import Unsupported
-from mathcore.symbolic.numbers import parse_in_base, parse_number
+from mathcore.symbolic import builders
+from mathcore.symbolic.builders import Unsupported
+from mathcore.symbolic.number_literals import parse_in_base, parse_number
 
 _QUALIFIERS = frozenset({"bvar", "lowlimit", "uplimit", "degree", "logbase", "condition",
                          "domainofapplication", "momentabout"})
@@ -104,11 +106,11 @@ def _cn(el: etree._Element) -> sp.Basic:
         if a is None or b is None:
             raise Unsupported(f"cn parts {parts!r}")
         if kind == "rational":
-            return build.divide(a, b)
+            return builders.divide(a, b)
         if kind == "e-notation":
             if not b.is_Integer:
                 raise Unsupported("e-notation with a non-integer exponent")
-            return build.times(a, build.power(sp.Integer(10), b))
+            return builders.times(a, builders.power(sp.Integer(10), b))
         if kind == "complex-cartesian":
             return a + b * sp.I
         raise Unsupported(f"cn of type {kind!r} with <sep/>")
@@ -190,25 +192,25 @@ def _apply(el: etree._Element) -> sp.Basic:
 def _arith(op: str, values: list[sp.Expr]) -> sp.Expr:
     n = len(values)
     if op == "plus" and n >= 1:
-        return build.plus(*values)
+        return builders.plus(*values)
     if op == "minus" and n == 1:
-        return build.negate(values[0])
+        return builders.negate(values[0])
     if op == "minus" and n == 2:
-        return build.plus(values[0], build.negate(values[1]))
+        return builders.plus(values[0], builders.negate(values[1]))
     if op == "times" and n >= 1:
-        return build.times(*values)
+        return builders.times(*values)
     if op == "divide" and n == 2:
-        return build.divide(*values)
+        return builders.divide(*values)
     if op == "power" and n == 2:
-        return build.power(*values)
+        return builders.power(*values)
     if op == "factorial" and n == 1:
-        return build.factorial(values[0])
+        return builders.factorial(values[0])
     if op == "rem" and n == 2:
         if values[1] == 0:
             raise Unsupported("division by zero")
         return sp.Mod(*values)
     if op == "quotient" and n == 2:
-        return sp.floor(build.divide(*values))
+        return sp.floor(builders.divide(*values))
     if op == "conjugate" and n == 1:
         return sp.conjugate(values[0])
     if op == "real" and n == 1:
@@ -216,8 +218,8 @@ def _arith(op: str, values: list[sp.Expr]) -> sp.Expr:
     if op == "imaginary" and n == 1:
         return sp.im(values[0])
     name = _NAMED_FUNCTIONS.get(op, op)
-    if name in build.FUNCTIONS:
-        return build.FUNCTIONS[name](*values)
+    if name in builders.FUNCTIONS:
+        return builders.FUNCTIONS[name](*values)
     raise Unsupported(f"operator {op!r} with {n} operand(s)")
 
 
@@ -229,10 +231,10 @@ def _root_or_log(op: str, qualifiers: dict, args: list[etree._Element]) -> sp.Ex
     if op == "root":
         q = qualifiers.get("degree")
         degree = _expr(_only_child(q)) if q is not None else sp.Integer(2)
-        return sp.sqrt(value) if degree == 2 else build.nth_root(value, degree)
+        return sp.sqrt(value) if degree == 2 else builders.nth_root(value, degree)
     q = qualifiers.get("logbase")
     base = _expr(_only_child(q)) if q is not None else sp.Integer(10)
-    return build.log(value, base)
+    return builders.log(value, base)
 
 
 def _only_child(q: etree._Element) -> etree._Element:

@@ -8,6 +8,9 @@ expressions are built node by node from the tree (``parse_expr`` and ``sympify``
 Example:
     >>> to_sympy('<math><mfrac><mn>1</mn><mn>2</mn></mfrac></math>').expr
     1/2
+
+Imports: :mod:`~mathcore.symbolic.builders`, :mod:`~mathcore.symbolic.content`,
+:mod:`~mathcore.symbolic.presentation` (parsing only).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import sympy as sp
 from lxml import etree
 
 from mathcore.mathml import MathMLError, parse_math
-from mathcore.symbolic.build import Unsupported
+from mathcore.symbolic.builders import Unsupported
 from mathcore.symbolic.content import convert_content
 from mathcore.symbolic.presentation import convert_presentation
 

@@ -9,11 +9,17 @@
   order), booleans. ``x = 2`` against a bare ``2`` compares ``2``; a one-element set or tuple
   against a value compares the element.
 * expressions: exact comparison of rationals (``0.5``, ``1/2`` and ``50%`` are all 1/2), then
-  numeric evaluation at seeded random points (:mod:`mathcore.symbolic.numeric`), then -- only
-  when that does not decide -- ``expand``/``simplify``/``equals`` in a worker process that is
-  killed when the time is up (:mod:`mathcore.symbolic.limits`).
+  numeric evaluation at seeded random points (:mod:`mathcore.symbolic.numeric_compare`), then
+  -- only when that does not decide -- ``expand``/``simplify``/``equals`` in a worker process
+  that is killed when the time is up (the tasks of :mod:`mathcore.symbolic.comparison_tasks`
+  run by the pool of :mod:`mathcore.symbolic.runtime`).
 
 Verdicts are cached (LRU) by the ``srepr`` of both sides, in either order.
+
+Imports: parsing (:mod:`~mathcore.symbolic.ascii`, :mod:`~mathcore.symbolic.convert`), the
+comparison steps (:mod:`~mathcore.symbolic.numeric_compare`,
+:mod:`~mathcore.symbolic.comparison_tasks`) and the pool (:mod:`~mathcore.symbolic.runtime`);
+nothing of verification.
 
 Example:
     >>> equivalent("sqrt(8)", "2*sqrt(2)")
@@ -36,10 +42,11 @@ from lxml import etree
 
 from mathcore.linear import to_linear
 from mathcore.mathml import MathMLError, parse_math
-from mathcore.symbolic import numeric
+from mathcore.symbolic import comparison_tasks
+from mathcore.symbolic import numeric_compare as numeric
 from mathcore.symbolic.ascii import parse_ascii
 from mathcore.symbolic.convert import Conversion, to_sympy
-from mathcore.symbolic.limits import TIMEOUT, WorkerPool, default_pool
+from mathcore.symbolic.runtime import TIMEOUT, WorkerPool, default_pool
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +54,8 @@ Answer = Union[sp.Basic, etree._Element, str, int, Fraction]
 MAX_SET_SIZE = 50
 # Expressions up to this many nodes are evaluated numerically in the calling process.
 MAX_LOCAL_NODES = 400
+# The worker tasks, called directly by compare_in_process (already inside a worker).
+_IN_PROCESS = {"equal": comparison_tasks.equal, "same_set": comparison_tasks.same_set}
 
 
 class Verdict(enum.Enum):
@@ -206,7 +215,7 @@ def compare_in_process(a: sp.Basic, b: sp.Basic, *, assume_positive: bool = Fals
                        seed: int = 0) -> Verdict:
     """:func:`equivalent` for two SymPy objects, with the symbolic step run in this process.
 
-    Only for code that already runs inside a worker of :mod:`mathcore.symbolic.limits` (the
+    Only for code that already runs inside a worker of :mod:`mathcore.symbolic.runtime` (the
     answer checker): the worker itself is the time limit. Not cached.
     """
     ctx = _Context(float("inf"), None, True, assume_positive, seed, in_process=True)
@@ -460,9 +469,7 @@ def _from_worker(ctx: _Context, task: str, a: sp.Basic, b: sp.Basic, extra) -> V
     except (ValueError, RecursionError):  # integers too long to print
         return UNKNOWN
     if ctx.in_process:
-        from mathcore.symbolic.tasks import TASKS
-
-        value = TASKS[task](*args)
+        value = _IN_PROCESS[task](*args)
         return {"equal": EQUIVALENT, "different": DIFFERENT}.get(value, UNKNOWN)
     remaining = ctx.remaining()
     if remaining <= 0:

@@ -18,6 +18,9 @@ its determinant; a negative base to a power with odd denominator takes the real 
 Refused, with a reason: ``log`` without a base, ``a/bc`` (which division?), ``sin x y``,
 a number written after a factor (``28b3`` is a base-14 numeral, not 84b), limits, sums,
 integrals and accents (``munder``/``mover``), prime notation, set-builder notation.
+
+Imports: :mod:`~mathcore.symbolic.builders`, :mod:`~mathcore.symbolic.number_literals`,
+:mod:`~mathcore.symbolic.rowparser`.
 """
 
 from __future__ import annotations
@@ -28,9 +31,9 @@ import sympy as sp
 from lxml import etree
 
 from mathcore.linear import to_linear
-from mathcore.symbolic import build
-from mathcore.symbolic.build import Unsupported
-from mathcore.symbolic.numbers import parse_in_base, parse_integer, parse_number
+from mathcore.symbolic import builders
+from mathcore.symbolic.builders import Unsupported
+from mathcore.symbolic.number_literals import parse_in_base, parse_integer, parse_number
 from mathcore.symbolic.rowparser import Tok, group, parse_row
 
 _ROWLIKE = frozenset({"math", "mrow", "mstyle", "mpadded", "mtd", "mark"})
@@ -135,7 +138,7 @@ def _mi(el: etree._Element, out: list[Tok]) -> None:
         return
     if text in _CONSTANTS:
         out.append(Tok("atom", _CONSTANTS[text], text))
-    elif text in build.FUNCTIONS or text == "log":
+    elif text in builders.FUNCTIONS or text == "log":
         out.append(Tok("func", text, text))
     elif len(text) == 1 and text.isalpha():
         out.append(Tok("ident", sp.Symbol(text), text))
@@ -169,7 +172,7 @@ def _mo(el: etree._Element, out: list[Tok]) -> None:
     text = _text(el)
     if not text or text in ("\u200b", "\u2009", "\u00a0"):
         return
-    if text in build.FUNCTIONS or text == "log":
+    if text in builders.FUNCTIONS or text == "log":
         out.append(Tok("func", text, text))
         return
     _symbolic_char(text, out, "operator")
@@ -209,7 +212,7 @@ def _mfrac(el: etree._Element, out: list[Tok]) -> None:
         _atom(sp.binomial(num, den), out)
         return
     integers = num.is_Integer and den.is_Integer and num >= 0 and den > 0
-    _atom(build.divide(num, den), out, frac=bool(integers))
+    _atom(builders.divide(num, den), out, frac=bool(integers))
 
 
 def _msqrt(el: etree._Element, out: list[Tok]) -> None:
@@ -235,13 +238,13 @@ def _mroot(el: etree._Element, out: list[Tok]) -> None:
     kids = _kids(el)
     if len(kids) != 2:
         raise Unsupported("mroot without two children")
-    _atom(build.nth_root(_expr(kids[0], "radicand"), _expr(kids[1], "root index")), out)
+    _atom(builders.nth_root(_expr(kids[0], "radicand"), _expr(kids[1], "root index")), out)
 
 
 def _function_name(el: etree._Element) -> str | None:
     if el.tag in ("mi", "mo") or (el.tag == "mrow" and len(_kids(el)) == 1):
         text = _text(el)
-        if text in build.FUNCTIONS or text == "log":
+        if text in builders.FUNCTIONS or text == "log":
             return text
     return None
 
@@ -263,8 +266,8 @@ def _msup(el: etree._Element, out: list[Tok]) -> None:
     name = _function_name(base)
     if name is not None:
         power = _expr(sup, "exponent")
-        if power == -1 and name in build.INVERSES:
-            out.append(Tok("func", build.INVERSES[name], name))
+        if power == -1 and name in builders.INVERSES:
+            out.append(Tok("func", builders.INVERSES[name], name))
         else:
             out.append(Tok("func", name, name, power=power))
         return
@@ -277,7 +280,7 @@ def _msup(el: etree._Element, out: list[Tok]) -> None:
     if base.tag == "mi" and _text(base) in ("e", "\u2147"):
         _atom(sp.exp(_expr(sup, "exponent")), out)
         return
-    _atom(build.power(_expr(base, "base"), _expr(sup, "exponent")), out)
+    _atom(builders.power(_expr(base, "base"), _expr(sup, "exponent")), out)
 
 
 def _is_unit(el: etree._Element) -> bool:
@@ -328,7 +331,7 @@ def _msubsup(el: etree._Element, out: list[Tok]) -> None:
     symbol = sp.Symbol(_subscript_name(base, sub))
     if _text(sup) in _PRIMES:
         raise Unsupported("prime notation")
-    _atom(build.power(symbol, _expr(sup, "exponent")), out)
+    _atom(builders.power(symbol, _expr(sup, "exponent")), out)
 
 
 def _mfenced(el: etree._Element, out: list[Tok]) -> None:

@@ -10,6 +10,8 @@ postfix (``! % °``) > ``^`` > primaries (numbers, identifiers, functions, fence
 
 An implicit product binds tighter than an explicit division only when that cannot change the
 value; ``a/bc`` is refused as ambiguous. ``±`` builds both values as a :class:`~sympy.FiniteSet`.
+
+Imports: :mod:`~mathcore.symbolic.builders` only.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from typing import Any
 
 import sympy as sp
 
-from mathcore.symbolic import build
-from mathcore.symbolic.build import Unsupported
+from mathcore.symbolic import builders
+from mathcore.symbolic.builders import Unsupported
 
 RELATIONS = {"=": sp.Eq, "<": sp.Lt, ">": sp.Gt, "<=": sp.Le, ">=": sp.Ge, "!=": sp.Ne}
 ADDITIVE = ("+", "-", "±", "∓")
@@ -268,15 +270,15 @@ class _Parser:
             if _is_op(self.peek(), "+", "-"):
                 sign = self.take().value
                 rhs, count = self.implicit()
-                rhs = build.negate(rhs) if sign == "-" else rhs
+                rhs = builders.negate(rhs) if sign == "-" else rhs
             else:
                 rhs, count = self.implicit()
             if op == "/":
                 if count > 1:
                     raise Unsupported("ambiguous division a/bc")
-                expr = build.divide(expr, rhs)
+                expr = builders.divide(expr, rhs)
             else:
-                expr = build.times(expr, rhs)
+                expr = builders.times(expr, rhs)
         return expr
 
     def starts_factor(self) -> bool:
@@ -317,7 +319,7 @@ class _Parser:
                                   else "number written after another factor")
         if len(factors) == 1:
             return factors[0][0], 1
-        return build.times(*[f[0] for f in factors]), len(factors)
+        return builders.times(*[f[0] for f in factors]), len(factors)
 
     def postfix(self) -> tuple[sp.Basic, str]:
         expr, kind = self.primary()
@@ -325,22 +327,22 @@ class _Parser:
             item = self.peek()
             if _is_op(item, "!"):
                 self.take()
-                expr, kind = build.factorial(expr), "expr"
+                expr, kind = builders.factorial(expr), "expr"
             elif _is_op(item, "%"):
                 self.take()
-                expr, kind = build.times(expr, sp.Rational(1, 100)), "num"
+                expr, kind = builders.times(expr, sp.Rational(1, 100)), "num"
             elif _is_op(item, "°"):
                 self.take()
-                expr, kind = build.times(expr, sp.pi / 180), "expr"
+                expr, kind = builders.times(expr, sp.pi / 180), "expr"
             elif _is_op(item, "^"):
                 self.take()
                 if _is_op(self.peek(), "+", "-"):
                     sign = self.take().value
                     exp = self.postfix()[0]
-                    exp = build.negate(exp) if sign == "-" else exp
+                    exp = builders.negate(exp) if sign == "-" else exp
                 else:
                     exp = self.postfix()[0]
-                expr, kind = build.power(expr, exp), "expr"
+                expr, kind = builders.power(expr, exp), "expr"
             elif _is_op(item, "′", "″"):
                 raise Unsupported("prime notation")
             else:
@@ -403,18 +405,18 @@ class _Parser:
             if sum(1 for f in factors if not f.is_number) > 1:
                 # sin 2x and sin 2πx are sin(2x), sin(2πx); sin x y is sin(x)·y or sin(xy).
                 raise Unsupported("ambiguous function argument")
-            args = [build.times(*factors)]
+            args = [builders.times(*factors)]
         name = tok.value
         if name == "log":
             if tok.base is None:
                 raise Unsupported("log without a base (natural or base 10?)")
             if len(args) != 1:
                 raise Unsupported("log takes one argument")
-            value = build.log(args[0], tok.base)
+            value = builders.log(args[0], tok.base)
         else:
-            value = build.FUNCTIONS[name](*args)
+            value = builders.FUNCTIONS[name](*args)
         if tok.power is not None:
-            value = build.power(value, tok.power)
+            value = builders.power(value, tok.power)
         return value
 
 
@@ -422,12 +424,12 @@ def _combine(op: str, left: sp.Basic | None, right: sp.Basic) -> sp.Basic:
     if op == "+":
         signed = right
     elif op == "-":
-        signed = build.negate(right)
+        signed = builders.negate(right)
     else:
         if right.has(PM) or (left is not None and left.has(PM)):
             raise Unsupported("more than one ± in a formula")
-        signed = build.times(PM if op == "±" else -PM, right)
-    return signed if left is None else build.plus(left, signed)
+        signed = builders.times(PM if op == "±" else -PM, right)
+    return signed if left is None else builders.plus(left, signed)
 
 
 def _fenced(g: Group) -> sp.Basic:

@@ -5,6 +5,8 @@ The units and factors are those of mathematics_dataset's measurement module: len
 calendar time (years to millennia, months), mass and volume; conversions only within one of
 these groups. Quantities are a number with a unit name or symbol (``1167801.3s``, ``5 ml``),
 a fraction ``3/5 of a litre``, or a fraction in words ``seventeen halves of a meter``.
+
+Imports: :mod:`~mathcore.symbolic.builders`, :mod:`~mathcore.symbolic.number_literals`.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import re
 
 import sympy as sp
 
-from mathcore.symbolic.build import Unsupported
-from mathcore.symbolic.numbers import parse_number
+from mathcore.symbolic.builders import Unsupported
+from mathcore.symbolic.number_literals import parse_number
 
 _R = sp.Rational
 _GROUPS = [

@@ -1,17 +1,25 @@
-"""The worker process of :class:`mathcore.symbolic.limits.WorkerPool`.
+"""The worker process of :class:`mathcore.symbolic.runtime.WorkerPool`.
 
-Run as ``python -m mathcore.symbolic.worker MEMORY_MB``. It writes ``{"ready": true}`` once
-SymPy is imported, then answers one JSON request per line on stdin with one JSON reply per line
-on the original stdout (anything the task prints goes to stderr). Each request also carries an
-``alarm``: if the parent is gone and nobody kills the worker, SIGALRM (default action) ends it.
+Run as ``python -m mathcore.symbolic.worker MEMORY_MB [MODULE...]``. It limits its memory, imports
+each MODULE by name (the modules that registered tasks in the parent, see
+:func:`mathcore.symbolic.runtime.handler_modules`; importing them registers their tasks here),
+writes ``{"ready": true}``, then answers one JSON request per line on stdin with one JSON reply
+per line on the original stdout (anything the task prints goes to stderr). Each request also
+carries an ``alarm``: if the parent is gone and nobody kills the worker, SIGALRM (default
+action) ends it.
+
+Imports: :mod:`mathcore.symbolic.runtime` only (the handler modules by name, at run time).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
 import sys
+
+from mathcore.symbolic.runtime import TASKS
 
 
 def _limit_memory(memory_mb: int) -> None:
@@ -26,6 +34,15 @@ def _limit_memory(memory_mb: int) -> None:
         pass
 
 
+def _import_handlers(modules: list[str]) -> None:
+    """Import the modules that register tasks; one that fails leaves its tasks unknown."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # its tasks answer KeyError, the others still work
+            print(f"worker: cannot import {name}: {exc!r}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Serve tasks until stdin closes."""
     argv = sys.argv[1:] if argv is None else argv
@@ -34,8 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     _limit_memory(int(argv[0]) if argv else 0)
     if hasattr(sys, "set_int_max_str_digits"):
         sys.set_int_max_str_digits(0)
-
-    from mathcore.symbolic.tasks import TASKS
+    _import_handlers(argv[1:])
 
     protocol.write(json.dumps({"ready": True, "pid": os.getpid()}).encode() + b"\n")
     for line in sys.stdin.buffer:

@@ -1,0 +1,223 @@
+"""Bringing an index folder's dense vectors and BM25 index up to date with its store.
+
+Both stages compare what they hold with the store's row ids and do only the difference, so
+the same code builds, resumes, adds and removes:
+
+* **dense** (``dense/``): rows of the store without a vector are encoded in chunks; each chunk
+  is written to ``dense/pending/`` as soon as it is encoded, so a killed build resumes from its
+  last chunk.  Rows gone from the store are removed.  Then the vector index is saved and the
+  pending chunks deleted.
+* **lexical** (``lexical/``): BM25 statistics are global, so the index is rebuilt from the
+  store's linear text whenever the store changed (a few seconds per 100k records).
+
+Each stage writes its manifest section with the store checksum it was built from; loading
+compares it with the store's (see :mod:`retriever.searcher`).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from index._common import save_npy
+from index.layout import DENSE_DIR, LEXICAL_DIR, PENDING_DIR
+from mathcore.store import Store
+from mathcore.tokens import ANALYZER_VERSION, analyze
+
+logger = logging.getLogger(__name__)
+
+
+
+class StageError(RuntimeError):
+    """An index folder whose parts disagree in a way a rebuild would not silently fix."""
+
+
+# --- dense ------------------------------------------------------------------------------------
+
+def _pending_chunks(pending: Path) -> list[tuple[Path, Path]]:
+    """Complete pending chunks (ids written last, so a chunk with ids is whole)."""
+    chunks = []
+    for ids_file in sorted(pending.glob("chunk-*.ids.npy")):
+        vecs_file = ids_file.with_name(ids_file.name.replace(".ids.npy", ".vecs.npy"))
+        if vecs_file.is_file():
+            chunks.append((ids_file, vecs_file))
+    return chunks
+
+
+def _save_chunk(pending: Path, number: int, ids: np.ndarray, vecs: np.ndarray) -> None:
+
+    save_npy(pending / f"chunk-{number:06d}.vecs.npy", vecs)
+    save_npy(pending / f"chunk-{number:06d}.ids.npy", ids)
+
+
+def _wanted_rows(store: Store, column: str) -> np.ndarray:
+    """Row ids to hold a vector of *column*: every row for the answers, the rows with a
+    non-empty text for the questions (a record may have none)."""
+    if column == "answer_text":
+        return np.asarray(store.rowids(), dtype=np.int64)
+    return np.asarray([rowid for batch in store.iter_column(column) for rowid, text in batch
+                       if text and text.strip()], dtype=np.int64)
+
+
+def update_dense(index_dir: Path, store: Store, encoder: Any, previous: dict | None,
+                 kind: str = "exact", chunk_rows: int = 2048, progress: bool = True,
+                 recall_queries: int = 500, folder: str = DENSE_DIR,
+                 column: str = "answer_text") -> dict[str, Any]:
+    """Encode the store's rows that have no vector yet, drop vectors of removed rows.
+
+    The one vector-building path: the answers' vectors (``dense/``) and the questions'
+    (``questions/``, :mod:`index.questions`) are both built, resumed and updated by it.
+
+    Args:
+        index_dir: the index folder.
+        store: its record store.
+        encoder: an encoder (``encode(texts)``, ``dim``, ``spec``; see
+            :class:`index.build.Encoders`).
+        previous: the manifest's current section of these vectors, or None.
+        kind: ``exact``, ``hnsw`` or ``ivf`` (for a new vector index).
+        chunk_rows: rows encoded between two saved chunks (the resume granularity).
+        progress: show a progress bar.
+        recall_queries: for an approximate index, how many stored questions are encoded to
+            measure its recall@10 against exact search.
+        folder: the vectors' folder in the index folder.
+        column: the store's text column encoded (``answer_text`` or ``question_text``).
+
+    Returns:
+        The manifest's new section for these vectors.
+
+    Raises:
+        StageError: when the folder's vectors were made by another encoder.
+    """
+    from index import VectorIndex
+
+    dense = Path(index_dir) / folder
+    pending = dense / PENDING_DIR
+    spec = encoder.spec
+    if previous and previous.get("encoder_checksum") != spec.checksum:
+        raise StageError(
+            f"{index_dir} holds vectors of encoder {previous.get('encoder')!r}, not "
+            f"{spec.name!r}: build into a new folder, or delete {dense} to re-encode")
+    if previous:
+        kind = previous.get("kind", kind)
+    if (dense / "vector_index.json").is_file():
+        index = VectorIndex.load(dense, mmap=False)
+    else:
+        index = VectorIndex(encoder.dim, kind=kind)
+    t0 = time.perf_counter()
+    wanted = _wanted_rows(store, column)
+    held = index.ids()
+    removed = np.setdiff1d(held, wanted)
+    if removed.size:
+        index.remove(removed)
+        logger.info("removed %d vectors of records gone from the store", removed.size)
+    # Chunks left by an interrupted build count as encoded.
+    chunks = _pending_chunks(pending)
+    done = [held] + [np.load(i, allow_pickle=False) for i, _ in chunks]
+    todo = np.setdiff1d(wanted, np.concatenate(done))
+    if chunks:
+        logger.info("resuming: %d chunks already encoded, %d records to go", len(chunks),
+                    todo.size)
+    encode_seconds = 0.0
+    if todo.size:
+        pending.mkdir(parents=True, exist_ok=True)
+        number = len(chunks)
+        bar = tqdm(total=int(todo.size), unit="rec", desc=f"encoding {folder}",
+                   disable=not progress)
+        for start in range(0, todo.size, chunk_rows):
+            ids = todo[start:start + chunk_rows]
+            texts = store.texts(ids.tolist(), column)
+            t = time.perf_counter()
+            vecs = encoder.encode(texts)
+            encode_seconds += time.perf_counter() - t
+            number += 1
+            _save_chunk(pending, number, ids, vecs)
+            bar.update(ids.size)
+        bar.close()
+    added = 0
+    for ids_file, vecs_file in _pending_chunks(pending):
+        ids = np.load(ids_file, allow_pickle=False)
+        keep = ~np.isin(ids, index.ids())  # a crash after saving may leave chunks already in
+        # Only ids still in the store: a record may have been removed since it was encoded.
+        keep &= np.isin(ids, wanted)
+        if keep.any():
+            index.add(ids[keep], np.load(vecs_file, allow_pickle=False)[keep])
+            added += int(keep.sum())
+    facts = index.save(dense)
+    if pending.exists():
+        shutil.rmtree(pending)
+    section = {
+        "encoder": spec.name, "encoder_path": spec.path, "encoder_checksum": spec.checksum,
+        "dim": index.dim, "metric": "inner_product", "kind": index.kind, "count": len(index),
+        "params": facts.get("params", {}), "corpus_checksum": store.checksum(),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    if previous and "recall_at_10" in previous and not (added or removed.size):
+        section["recall_at_10"] = previous["recall_at_10"]
+    if encode_seconds:
+        section["encode"] = {"records": int(todo.size), "seconds": round(encode_seconds, 3),
+                             "records_per_second": round(todo.size / encode_seconds, 1)}
+    elif previous and "encode" in previous:
+        section["encode"] = previous["encode"]
+    if index.kind != "exact" and (added or removed.size):
+        section["recall_at_10"] = approximate_recall(index, store, encoder, recall_queries)
+        logger.info("%s index: recall@10 against exact search = %.4f", index.kind,
+                    section["recall_at_10"])
+    return section
+
+
+def approximate_recall(index: Any, store: Store, encoder: Any, n: int) -> float:
+    """Recall@10 of an approximate index against exact search, on stored questions."""
+    from index import VectorIndex, recall_against_exact
+
+    rowids = store.rowids()
+    rng = np.random.default_rng(0)
+    sample = rng.choice(len(rowids), size=min(n, len(rowids)), replace=False)
+    texts = [t for t in store.texts([rowids[i] for i in sample], "question_text") if t]
+    if not texts:
+        texts = store.texts([rowids[i] for i in sample], "answer_text")
+    queries = encoder.encode(texts)
+    exact = VectorIndex(index.dim)
+    ids = index.ids()
+    exact.add(ids, index.vectors_of(ids))
+    return float(recall_against_exact(index, exact, queries, 10))
+
+
+# --- lexical ----------------------------------------------------------------------------------
+
+def update_lexical(index_dir: Path, store: Store, previous: dict | None, progress: bool = True,
+                   k1: float = 1.5, b: float = 0.75, method: str = "lucene") -> dict[str, Any]:
+    """Rebuild the BM25 index from the store's linear answer text, unless it is current."""
+    from index import LexicalIndex
+
+    checksum = store.checksum()
+    lexical = Path(index_dir) / LEXICAL_DIR
+    if (previous and previous.get("corpus_checksum") == checksum
+            and previous.get("analyzer") == ANALYZER_VERSION
+            and (lexical / "lexical_index.json").is_file()):
+        return previous
+    if previous:
+        k1, b, method = previous.get("k1", k1), previous.get("b", b), previous.get("method", method)
+    t0 = time.perf_counter()
+    ids: list[int] = []
+    tokens: list[list[str]] = []
+    bar = tqdm(total=store.count(), unit="rec", desc="bm25", disable=not progress)
+    for batch in store.iter_column("answer_text"):
+        for rowid, text in batch:
+            ids.append(rowid)
+            tokens.append(analyze(text))
+        bar.update(len(batch))
+    bar.close()
+    index = LexicalIndex(k1=k1, b=b, method=method)
+    index.build(np.asarray(ids, dtype=np.int64), tokens)
+    if lexical.exists():
+        shutil.rmtree(lexical)
+    index.save(lexical)
+    return {"method": method, "k1": k1, "b": b, "analyzer": ANALYZER_VERSION,
+            "count": len(index), "vocabulary": index.vocab_size, "corpus_checksum": checksum,
+            "seconds": round(time.perf_counter() - t0, 3)}

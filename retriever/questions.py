@@ -1,0 +1,94 @@
+"""Searching the question vectors of an index folder (duplicate search, the tie-break's
+duplicates): :class:`QuestionIndex` opens them, building or refreshing them first through
+:func:`index.questions.build_question_vectors` when they are missing or out of date.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from index.layout import QUESTIONS_DIR, STORE_FILE
+from index.manifest import ManifestError, load_or_new, write_manifest
+from index.questions import SECTION, build_question_vectors, current, encoder_name
+from mathcore.store import Store
+
+logger = logging.getLogger(__name__)
+
+class QuestionIndex:
+    """The question vectors of an index folder, with the encoder that made them.
+
+    Use :meth:`open`; :meth:`search` returns store row ids, :meth:`similarity` compares
+    query texts with given rows.
+    """
+
+    def __init__(self, index_dir: Path, store: Store, vectors: Any, encoder: Any) -> None:
+        self.index_dir, self.store, self.vectors, self.encoder = index_dir, store, vectors, encoder
+
+    @classmethod
+    def open(cls, index_dir: Path, encoder: str | None = None, device: str = "cpu",
+             build: bool = True, progress: bool = False, store: Store | None = None
+             ) -> QuestionIndex:
+        """Load (building or refreshing when needed) the question vectors of *index_dir*.
+
+        Args:
+            index_dir: an index folder.
+            encoder: a sentence-transformers folder (default: the index's dense encoder, or
+                the packaged MiniLM for an index without vectors).
+            device: ``cpu``, ``cuda`` or ``auto`` for encoding.
+            build: encode the questions when the vectors are missing or out of date; when
+                False that is an error.
+            progress: show a progress bar while encoding.
+            store: the index's store, already open (default: opened read-only here).
+
+        Raises:
+            ManifestError: not an index folder, or (``build=False``) no current vectors.
+        """
+        from index import VectorIndex
+        from retriever.encoder import Encoder
+
+        index_dir = Path(index_dir)
+        manifest = load_or_new(index_dir)
+        if not manifest:
+            raise ManifestError(f"{index_dir}: not an index folder (no manifest.json)")
+        store = store or Store(index_dir / STORE_FILE, readonly=True)
+        enc = Encoder(encoder_name(manifest, encoder), device=device)
+        folder = index_dir / QUESTIONS_DIR
+        section = manifest.get(SECTION)
+        if not current(section, store, enc.spec.checksum, folder):
+            if not build:
+                raise ManifestError(f"{index_dir}: no current question vectors; run "
+                                    f"`mathmatch dedup {index_dir}` once to build them")
+            if store.count() == 0:
+                raise ManifestError(f"{index_dir}: the index holds no records")
+            if not (folder.parent / STORE_FILE).is_file():
+                raise ManifestError(f"{index_dir}: no record store")
+            section = build_question_vectors(index_dir, store, enc, section, progress=progress)
+            manifest = load_or_new(index_dir)  # re-read: keep what others wrote meanwhile
+            manifest[SECTION] = section
+            write_manifest(index_dir, manifest)
+        vectors = VectorIndex.load(folder, mmap=True)
+        return cls(index_dir, store, vectors, enc)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Normalised vectors of linear texts."""
+        return self.encoder.encode(list(texts))
+
+    def search_vectors(self, vecs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores [n, k], rowids [n, k])`` of the nearest stored questions; -1 pads."""
+        return self.vectors.search(vecs, k)
+
+    def search(self, texts: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest stored questions of linear query texts (cosine, rowids)."""
+        return self.search_vectors(self.encode(texts), k)
+
+    def all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(rowids, vectors)`` of every stored question."""
+        ids = self.vectors.ids()
+        return ids, self.vectors.vectors_of(ids)
+
+    def close(self) -> None:
+        self.store.close()

@@ -1,0 +1,173 @@
+"""Opening an index folder for search, with the checks that keep results honest.
+
+:func:`open_searcher` loads the parts a mode needs and refuses a folder whose parts no longer
+match its store (records added or removed since the vectors were built) or whose vectors were
+made by another encoder than the one asked for; each message says what to do.
+
+Example:
+    >>> searcher = open_searcher(Path("idx"), mode="hybrid")  # doctest: +SKIP
+    >>> searcher.search([("q1", "Solve x^2 = 4")], k=10)  # doctest: +SKIP
+    {'q1': {'rec-17': 0.032, ...}}
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from index.layout import DENSE_DIR, LEXICAL_DIR, STORE_FILE
+from index.manifest import ManifestError, read_manifest
+from mathcore.runs import Run, linear_query
+from mathcore.store import Store
+from retriever.givens import DEFAULT_GIVENS_WEIGHT, GivensAgreement
+from retriever.retrievers import (
+    DEFAULT_FUSION,
+    MODES,
+    DenseRetriever,
+    HybridRetriever,
+    LexicalRetriever,
+    fusion_weights,
+)
+
+logger = logging.getLogger(__name__)
+
+# The mode measured best on the dev benchmark (see README, "Retrieval quality").
+DEFAULT_MODE = "hybrid"
+
+
+def _check_part(manifest: dict, section: str, store: Store, index_dir: Path) -> dict:
+    part = manifest.get(section)
+    if part is None:
+        raise ManifestError(f"{index_dir} has no {section} index: build it with "
+                            f"`mathmatch index build CORPUS... --out {index_dir}`")
+    if part.get("corpus_checksum") != store.checksum():
+        raise ManifestError(
+            f"{index_dir}: the {section} index ({part.get('count')} records) was built from "
+            f"another state of the store ({store.count()} records now); bring it up to date "
+            f"with `mathmatch index build CORPUS... --out {index_dir}` (it only does the "
+            "difference)")
+    return part
+
+
+
+# Asymptote figure code (``[asy] ... [/asy]``, as in MATH and AoPS questions) is drawing
+# commands and coordinates, whose words match any answer that draws something; of a figure only
+# its labels ("10 cm", "A") are the question's own words.
+_FIGURE_RE = re.compile(r"\[asy\](.*?)\[/asy\]", re.S | re.I)
+_LABEL_RE = re.compile(r'label\s*\(\s*"([^"]*)"')
+
+
+def figure_labels_only(text: str) -> str:
+    """*text* with each Asymptote block (``[asy] ... [/asy]``) replaced by its labels' texts.
+
+    Example:
+        >>> figure_labels_only('Find x. [asy] draw((0,0)--(3,0)); label("3 cm",(1,0),S); [/asy]')
+        'Find x. 3 cm'
+    """
+    if not _FIGURE_RE.search(text):
+        return text
+    return " ".join(_FIGURE_RE.sub(lambda m: " " + " ".join(_LABEL_RE.findall(m.group(1))) + " ",
+                                   text).split())
+
+
+def search_text(qid: str, text: str) -> str:
+    """What the first stage searches for a query: its linear text (:func:`linear_query`) with
+    figure code reduced to the figure's labels (:func:`figure_labels_only`)."""
+    return figure_labels_only(linear_query(qid, text))
+
+
+class Searcher:
+    """Search an index folder with one mode; results are record ids with scores."""
+
+    def __init__(self, index_dir: Path, store: Store, retriever: Any, mode: str,
+                 manifest: dict) -> None:
+        self.index_dir, self.store, self.retriever = index_dir, store, retriever
+        self.mode, self.manifest = mode, manifest
+
+    def search_rows(self, texts: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and store row ids for linear query texts."""
+        return self.retriever.search_texts(list(texts), k)
+
+    def search(self, queries: Sequence[tuple[str, str]] | dict[str, str], k: int) -> Run:
+        """A run ``{query_id: {doc_id: score}}`` in rank order (the data contract between
+        stages) for ``(query_id, text)`` pairs."""
+        pairs = list(queries.items()) if isinstance(queries, dict) else list(queries)
+        scores, rows = self.search_rows([search_text(qid, text) for qid, text in pairs], k)
+        ids = self.store.ids_of(sorted({int(r) for r in rows.ravel() if r >= 0}))
+        return {qid: {ids[int(r)]: float(s) for s, r in zip(srow, rrow, strict=True) if r >= 0}
+                for (qid, _), srow, rrow in zip(pairs, scores, rows, strict=True)}
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def open_searcher(index_dir: Path, mode: str = DEFAULT_MODE, encoder: str | None = None,
+                  device: str = "auto", batch_size: int = 64, depth: int = 100,
+                  fusion: str = DEFAULT_FUSION, weights: tuple[float, float] | None = None,
+                  givens_weight: float = DEFAULT_GIVENS_WEIGHT, mmap: bool = True) -> Searcher:
+    """Load what *mode* needs from an index folder, after checking it is consistent.
+
+    Args:
+        index_dir: the index folder.
+        mode: ``dense``, ``bm25`` or ``hybrid``.
+        encoder: a sentence-transformers folder; it must be the encoder the index was built
+            with (default: that encoder, as recorded in the manifest).
+        device: ``auto``, ``cpu`` or ``cuda`` for query encoding and exact search.
+        batch_size: queries per encoder forward pass.
+        depth: candidates per ranking fused by hybrid mode.
+        fusion: how hybrid mode fuses (``zscore``, ``minmax`` or ``rrf``).
+        weights: (dense, bm25) weights of the fusion (default: :func:`fusion_weights`).
+        givens_weight: in hybrid mode, the weight of the candidates' agreement with the
+            question's numbers (:mod:`retriever.givens`); 0 keeps the fusion alone.
+        mmap: memory-map the vectors instead of reading them into memory.
+
+    Raises:
+        ManifestError: when the folder is not an index, or a part is out of date or was built
+            by another encoder.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    index_dir = Path(index_dir)
+    manifest = read_manifest(index_dir)
+    store = Store(index_dir / STORE_FILE, readonly=True)
+    dense = lexical = None
+    if mode in ("dense", "hybrid"):
+        from index import VectorIndex
+        from retriever.encoder import Encoder, EncoderSpec
+
+        part = _check_part(manifest, "dense", store, index_dir)
+        if encoder is not None:
+            spec = EncoderSpec.resolve(encoder)
+            if spec.checksum != part["encoder_checksum"]:
+                raise ManifestError(
+                    f"{index_dir} was built with encoder {part['encoder']!r}; {spec.name!r} is "
+                    "another model. Leave --encoder out to use the index's own, or build a new "
+                    f"index with `mathmatch index build ... --encoder {spec.name}`")
+        else:
+            encoder = part["encoder"]
+        enc = Encoder(encoder, device=device, batch_size=batch_size)
+        if enc.spec.checksum != part["encoder_checksum"]:
+            raise ManifestError(f"the encoder at {enc.spec.path} changed since {index_dir} was "
+                                "built (its files differ); rebuild the index")
+        vectors = VectorIndex.load(index_dir / DENSE_DIR, mmap=mmap,
+                                   device="cpu" if part["kind"] != "exact" else enc.device)
+        dense = DenseRetriever(vectors, enc)
+    if mode in ("bm25", "hybrid"):
+        from index import LexicalIndex
+
+        _check_part(manifest, "lexical", store, index_dir)
+        lexical = LexicalRetriever(LexicalIndex.load(index_dir / LEXICAL_DIR, mmap=mmap))
+    if mode == "dense":
+        retriever: Any = dense
+    elif mode == "bm25":
+        retriever = lexical
+    else:
+        givens = GivensAgreement(store.texts, givens_weight) if givens_weight else None
+        weights = fusion_weights(fusion) if weights is None else weights
+        retriever = HybridRetriever(dense, lexical, depth=depth, fusion=fusion, weights=weights,
+                                    givens=givens)
+    return Searcher(index_dir, store, retriever, mode, manifest)
