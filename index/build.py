@@ -20,7 +20,7 @@ from typing import Any, Iterable, Protocol
 from index.corpora import LoadConfig, LoadReport, load_corpora
 from index.layout import REJECTS_FILE, STORE_FILE
 from index.manifest import load_or_new, read_manifest, write_manifest
-from index.parts import StageError, update_dense, update_lexical
+from index.parts import StageError, passage_settings, update_dense, update_lexical
 from mathcore.device import device_option
 from mathcore.options import option
 from mathcore.store import Store
@@ -39,7 +39,8 @@ class Encoders(Protocol):
         """The spec (``name``, ``path``, ``checksum``) of a model, without loading it."""
 
     def load(self, spec: Any, device: str = "auto", batch_size: int = 64) -> Any:
-        """The encoder of *spec* (``encode(texts)``, ``dim``, ``spec``)."""
+        """The encoder of *spec* (``encode(texts)``, ``dim``, ``spec``; for passage indexes
+        also ``window`` and ``encode_passages(texts, stride)``)."""
 
 
 def store_section(store: Store, report: LoadReport | None, previous: dict) -> dict[str, Any]:
@@ -85,6 +86,11 @@ class IndexConfig:
         approximate: None for exact search, or ``hnsw`` / ``ivf``.
         vectors: False to build only the store and BM25 (no encoding).
         chunk_rows: rows encoded between two saved chunks (the resume granularity).
+        passages: encode each answer as overlapping passages of the encoder's window, a record
+            scoring by its best one (:mod:`index.passages`); None: as the index was built
+            (a new index: off, one vector per record, from its first window).
+        passage_stride: tokens between the starts of two passages (None: the index's own, a
+            new one half the window).
 
     The command-line fields own their flags and help (``index build``; ``index add`` takes
     ``device`` and ``batch_size``): :func:`mathcore.options.add_options`.
@@ -104,10 +110,21 @@ class IndexConfig:
     chunk_rows: int = option(2048, "records encoded between two saved chunks: an interrupted "
                              "build resumes from the last one", flag="--save-every",
                              metavar="N")
+    # Off by default until measured on the dev task; an existing index keeps its own setting.
+    passages: bool | None = option(None, "encode each answer as overlapping passages of the "
+                                   "encoder's window, a record scoring by its best passage "
+                                   "(default: off, one vector per record from its first "
+                                   "window; an existing index keeps its own)")
+    passage_stride: int | None = option(None, "with --passages: tokens between the starts of "
+                                        "two passages", metavar="N",
+                                        default_text="half the encoder's window, or the "
+                                                     "index's own")
 
     def __post_init__(self) -> None:
         if self.approximate not in (None, *APPROXIMATE):
             raise ValueError(f"approximate must be hnsw or ivf, got {self.approximate!r}")
+        if self.passage_stride is not None and self.passage_stride < 1:
+            raise ValueError(f"passage_stride must be at least 1, got {self.passage_stride}")
 
 
 def _encoder_name(cfg: IndexConfig, manifest: dict) -> str | None:
@@ -117,12 +134,16 @@ def _encoder_name(cfg: IndexConfig, manifest: dict) -> str | None:
 
 
 def refresh_parts(index_dir: Path, manifest: dict, *, encoder=None, kind: str = "exact",
-                  vectors: bool = True, chunk_rows: int = 2048, progress: bool = True) -> dict:
-    """Bring the dense and BM25 parts up to date with the store; write the manifest."""
+                  vectors: bool = True, chunk_rows: int = 2048, progress: bool = True,
+                  passages: bool | None = None, stride: int | None = None) -> dict:
+    """Bring the dense and BM25 parts up to date with the store; write the manifest.
+
+    *passages* and *stride* as in :func:`index.parts.update_dense` (None: as built)."""
     with Store(index_dir / STORE_FILE) as store:
         if vectors:
             manifest["dense"] = update_dense(index_dir, store, encoder, manifest.get("dense"),
-                                             kind=kind, chunk_rows=chunk_rows, progress=progress)
+                                             kind=kind, chunk_rows=chunk_rows, progress=progress,
+                                             passages=passages, stride=stride)
             write_manifest(index_dir, manifest)
         manifest["lexical"] = update_lexical(index_dir, store, manifest.get("lexical"),
                                              progress=progress)
@@ -142,12 +163,16 @@ def build_index(cfg: IndexConfig, encoders: Encoders) -> tuple[LoadReport, dict]
         raise StageError(f"{cfg.load.out} holds vectors of encoder "
                          f"{existing['dense']['encoder']!r}, not {spec.name!r}: build "
                          "into a new folder")
+    if cfg.vectors:  # other passage settings than the vectors': refused before loading too
+        passage_settings(existing.get("dense"), cfg.passages, cfg.passage_stride,
+                         cfg.load.out)
     report, manifest = build_store(cfg.load)
     encoder = encoders.load(spec, device=cfg.device, batch_size=cfg.batch_size) \
         if cfg.vectors else None
     manifest = refresh_parts(cfg.load.out, manifest, encoder=encoder,
                              kind=cfg.approximate or "exact", vectors=cfg.vectors,
-                             chunk_rows=cfg.chunk_rows, progress=cfg.load.progress)
+                             chunk_rows=cfg.chunk_rows, progress=cfg.load.progress,
+                             passages=cfg.passages, stride=cfg.passage_stride)
     return report, manifest
 
 

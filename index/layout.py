@@ -1,7 +1,8 @@
 """The index folder's layout: one name for each file and folder it holds.
 
 An index folder is ``manifest.json`` (the commit point: what the other parts are), the record
-store ``records.sqlite``, ``rejects.jsonl``, ``dense/`` (answer vectors), ``lexical/`` (BM25)
+store ``records.sqlite``, ``rejects.jsonl``, ``dense/`` (answer vectors, under rowids or,
+built with passages, passage ids: :mod:`index.passages`), ``lexical/`` (BM25)
 and, once duplicate search has run, ``questions/`` (question vectors).
 """
 

@@ -6,7 +6,8 @@ the same code builds, resumes, adds and removes:
 * **dense** (``dense/``): rows of the store without a vector are encoded in chunks; each chunk
   is written to ``dense/pending/`` as soon as it is encoded, so a killed build resumes from its
   last chunk.  Rows gone from the store are removed.  Then the vector index is saved and the
-  pending chunks deleted.
+  pending chunks deleted.  With passages (:mod:`index.passages`) a row has one vector per
+  passage, under passage ids; chunks hold whole records, so the same rules hold per record.
 * **lexical** (``lexical/``): BM25 statistics are global, so the index is rebuilt from the
   store's linear text whenever the store changed (a few seconds per 100k records).
 
@@ -16,6 +17,7 @@ compares it with the store's (see :mod:`retriever.searcher`).
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -25,13 +27,16 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from index._common import save_npy
+from index._common import save_json, save_npy
 from index.layout import DENSE_DIR, LEXICAL_DIR, PENDING_DIR
+from index.passages import MAX_PASSAGES, passage_ids, record_rows
 from mathcore.store import Store
 from mathcore.tokens import ANALYZER_VERSION, analyze
 
 logger = logging.getLogger(__name__)
 
+# What the pending chunks of a build hold (passage ids or rowids), written before the first one.
+PENDING_SETTINGS = "settings.json"
 
 
 class StageError(RuntimeError):
@@ -56,6 +61,48 @@ def _save_chunk(pending: Path, number: int, ids: np.ndarray, vecs: np.ndarray) -
     save_npy(pending / f"chunk-{number:06d}.ids.npy", ids)
 
 
+def passage_settings(previous: dict | None, passages: bool | None, stride: int | None,
+                     where: object = "the index") -> tuple[bool, int | None]:
+    """The passage settings of a vectors folder: *passages* and *stride* where given, else
+    those of its manifest section *previous* (a new folder: no passages; stride None: half the
+    encoder's window).
+
+    Raises:
+        StageError: when they differ from those the existing vectors were built with.
+    """
+    if previous:
+        built = bool(previous.get("passages", False))
+        if passages is not None and passages != built:
+            held = "passage vectors (built with --passages)" if built else \
+                "one vector per record (built without --passages)"
+            raise StageError(f"{where} holds {held}: build into a new folder for the other "
+                             "setting, or delete its dense/ folder to encode it again")
+        passages = built
+        if built:
+            if stride is not None and stride != previous.get("stride"):
+                raise StageError(f"{where}: its passages have a stride of "
+                                 f"{previous.get('stride')} tokens, not {stride}: build into "
+                                 "a new folder")
+            stride = previous.get("stride")
+    passages = bool(passages)
+    if stride is not None and not passages:
+        raise StageError("a passage stride applies to passage indexes (--passages) only")
+    return passages, stride
+
+
+def _drop_stale_chunks(pending: Path, settings: dict) -> None:
+    """Delete pending chunks encoded with other settings than *settings* (a build restarted
+    with other flags before its first run finished): they are never mixed in."""
+    path = pending / PENDING_SETTINGS
+    found = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else \
+        {"passages": False}  # chunks from before passages: one vector per record
+    chunks = _pending_chunks(pending)
+    if chunks and found != settings:
+        logger.warning("%s: dropping %d pending chunks encoded with other settings (%s)",
+                       pending, len(chunks), found)
+        shutil.rmtree(pending)
+
+
 def _wanted_rows(store: Store, column: str) -> np.ndarray:
     """Row ids to hold a vector of *column*: every row for the answers, the rows with a
     non-empty text for the questions (a record may have none)."""
@@ -68,7 +115,8 @@ def _wanted_rows(store: Store, column: str) -> np.ndarray:
 def update_dense(index_dir: Path, store: Store, encoder: Any, previous: dict | None,
                  kind: str = "exact", chunk_rows: int = 2048, progress: bool = True,
                  recall_queries: int = 500, folder: str = DENSE_DIR,
-                 column: str = "answer_text") -> dict[str, Any]:
+                 column: str = "answer_text", passages: bool | None = None,
+                 stride: int | None = None) -> dict[str, Any]:
     """Encode the store's rows that have no vector yet, drop vectors of removed rows.
 
     The one vector-building path: the answers' vectors (``dense/``) and the questions'
@@ -87,12 +135,18 @@ def update_dense(index_dir: Path, store: Store, encoder: Any, previous: dict | N
             measure its recall@10 against exact search.
         folder: the vectors' folder in the index folder.
         column: the store's text column encoded (``answer_text`` or ``question_text``).
+        passages: one vector per passage of each text (:mod:`index.passages`), or one per
+            text (its first window); None: as *previous* was built (a new folder: one per
+            text, unless pending chunks of an interrupted build say otherwise).
+        stride: tokens between two passages' starts (None: as *previous*, else half the
+            encoder's window).
 
     Returns:
         The manifest's new section for these vectors.
 
     Raises:
-        StageError: when the folder's vectors were made by another encoder.
+        StageError: when the folder's vectors were made by another encoder, or with other
+            passage settings.
     """
     from index import VectorIndex
 
@@ -110,58 +164,87 @@ def update_dense(index_dir: Path, store: Store, encoder: Any, previous: dict | N
     else:
         index = VectorIndex(encoder.dim, kind=kind)
     t0 = time.perf_counter()
+    if passages is None and not previous and (pending / PENDING_SETTINGS).is_file():
+        # A new folder resumed without the flags it was started with: go on as it began.
+        begun = json.loads((pending / PENDING_SETTINGS).read_text(encoding="utf-8"))
+        passages = begun["passages"]
+        stride = begun.get("stride") if stride is None else stride
+    passages, stride = passage_settings(previous, passages, stride, index_dir)
+    settings: dict[str, Any] = {"passages": passages}
+    if passages:
+        window = previous["window"] if previous and "window" in previous else encoder.window
+        stride = stride or window // 2
+        if not 1 <= stride <= window:
+            raise StageError(f"a passage stride must be 1..{window} tokens (the encoder's "
+                             f"window), got {stride}")
+        settings.update(window=window, stride=stride, max_passages=MAX_PASSAGES)
+    _drop_stale_chunks(pending, settings)
     wanted = _wanted_rows(store, column)
     held = index.ids()
-    removed = np.setdiff1d(held, wanted)
+    held_rows = record_rows(held, passages)
+    removed = np.setdiff1d(held_rows, wanted)
     if removed.size:
-        index.remove(removed)
-        logger.info("removed %d vectors of records gone from the store", removed.size)
-    # Chunks left by an interrupted build count as encoded.
+        index.remove(held[np.isin(held_rows, removed)])
+        logger.info("removed the vectors of %d records gone from the store", removed.size)
+    # Chunks left by an interrupted build count as encoded (a chunk holds whole records).
     chunks = _pending_chunks(pending)
-    done = [held] + [np.load(i, allow_pickle=False) for i, _ in chunks]
+    done = [held_rows] + [record_rows(np.load(i, allow_pickle=False), passages)
+                          for i, _ in chunks]
     todo = np.setdiff1d(wanted, np.concatenate(done))
     if chunks:
         logger.info("resuming: %d chunks already encoded, %d records to go", len(chunks),
                     todo.size)
-    encode_seconds = 0.0
+    encode_seconds, encoded = 0.0, 0
     if todo.size:
         pending.mkdir(parents=True, exist_ok=True)
+        save_json(pending / PENDING_SETTINGS, settings)
         number = len(chunks)
         bar = tqdm(total=int(todo.size), unit="rec", desc=f"encoding {folder}",
                    disable=not progress)
         for start in range(0, todo.size, chunk_rows):
-            ids = todo[start:start + chunk_rows]
-            texts = store.texts(ids.tolist(), column)
+            rows = todo[start:start + chunk_rows]
+            texts = store.texts(rows.tolist(), column)
             t = time.perf_counter()
-            vecs = encoder.encode(texts)
+            if passages:
+                vecs, counts = encoder.encode_passages(texts, stride)
+                ids = passage_ids(rows, counts)
+            else:
+                vecs, ids = encoder.encode(texts), rows
             encode_seconds += time.perf_counter() - t
+            encoded += ids.size
             number += 1
             _save_chunk(pending, number, ids, vecs)
-            bar.update(ids.size)
+            bar.update(rows.size)
         bar.close()
     added = 0
     for ids_file, vecs_file in _pending_chunks(pending):
         ids = np.load(ids_file, allow_pickle=False)
         keep = ~np.isin(ids, index.ids())  # a crash after saving may leave chunks already in
         # Only ids still in the store: a record may have been removed since it was encoded.
-        keep &= np.isin(ids, wanted)
+        keep &= np.isin(record_rows(ids, passages), wanted)
         if keep.any():
             index.add(ids[keep], np.load(vecs_file, allow_pickle=False)[keep])
             added += int(keep.sum())
     facts = index.save(dense)
     if pending.exists():
         shutil.rmtree(pending)
+    ids = index.ids()
     section = {
         "encoder": spec.name, "encoder_path": spec.path, "encoder_checksum": spec.checksum,
-        "dim": index.dim, "metric": "inner_product", "kind": index.kind, "count": len(index),
+        "dim": index.dim, "metric": "inner_product", "kind": index.kind,
+        "count": int(np.unique(record_rows(ids, True)).size) if passages else len(index),
         "params": facts.get("params", {}), "corpus_checksum": store.checksum(),
         "seconds": round(time.perf_counter() - t0, 3),
     }
+    if passages:  # absent: one vector per record, under its rowid
+        section.update(settings, passage_count=len(index))
     if previous and "recall_at_10" in previous and not (added or removed.size):
         section["recall_at_10"] = previous["recall_at_10"]
     if encode_seconds:
         section["encode"] = {"records": int(todo.size), "seconds": round(encode_seconds, 3),
                              "records_per_second": round(todo.size / encode_seconds, 1)}
+        if passages:
+            section["encode"]["passages"] = encoded
     elif previous and "encode" in previous:
         section["encode"] = previous["encode"]
     if index.kind != "exact" and (added or removed.size):

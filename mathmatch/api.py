@@ -122,8 +122,8 @@ class Index:
             device: ``auto``, ``cpu`` or ``cuda`` for encoding.
             progress: show progress bars.
             **settings: other :class:`index.build.IndexConfig` fields (``batch_size``,
-                ``approximate``, ``vectors``) or :class:`index.corpora.LoadConfig` fields
-                (``replace``, ``workers``, ``limits``).
+                ``approximate``, ``vectors``, ``passages``) or
+                :class:`index.corpora.LoadConfig` fields (``replace``, ``workers``, ``limits``).
         """
         load_fields = set(LoadConfig.__dataclass_fields__)
         load = LoadConfig([Path(c) for c in corpora], Path(out), progress=progress,

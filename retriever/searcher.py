@@ -155,7 +155,8 @@ def open_searcher(index_dir: Path, mode: str = DEFAULT_MODE, encoder: str | None
                                 "built (its files differ); rebuild the index")
         vectors = VectorIndex.load(index_dir / DENSE_DIR, mmap=mmap,
                                    device="cpu" if part["kind"] != "exact" else enc.device)
-        dense = DenseRetriever(vectors, enc)
+        # A manifest without "passages": one vector per record, under its rowid (as before).
+        dense = DenseRetriever(vectors, enc, passages=bool(part.get("passages", False)))
     if mode in ("bm25", "hybrid"):
         from index import LexicalIndex
 

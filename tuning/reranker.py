@@ -223,7 +223,8 @@ def make_groups(searcher, exclusions: Exclusions, count: int, group_size: int, d
 
 
 def make_hard_groups(searcher, exclusions: Exclusions, count: int, group_size: int,
-                     depth: int, rerank_depth: int = 20, hard_share: float = 0.75,
+                     depth: int, rerank_depth: int = DEFAULT_RERANK_DEPTH,
+                     hard_share: float = 0.75,
                      seed: int = 0) -> tuple[list[dict], dict]:
     """*count* groups ``{qid, question, docs, first}`` chosen where the first stage is least
     sure (``select="hard"``, see the module's docstring), and a summary of the choice.
