@@ -50,12 +50,15 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 def figure(results: dict, path: str):
-    """``a.b.c`` looked up in nested dicts (keys may contain ``@``)."""
+    """``a.b.c`` looked up in nested dicts (keys may contain ``@``); a number indexes a list."""
     node = results
     for part in path.split("."):
-        if not isinstance(node, dict) or part not in node:
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]  # runs.0.records: an item of a list
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
             raise KeyError(path)
-        node = node[part]
     return node
 
 

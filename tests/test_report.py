@@ -184,3 +184,14 @@ def test_main_writes_both_pages(tmp_path):
     assert report.main(["results", "--conditions", str(conditions), "--results",
                         str(tmp_path / "none"), "--out", str(tmp_path / "results.md")]) == 0
     assert "## toy" in (tmp_path / "results.md").read_text()
+
+
+def test_a_matrix_figure_may_index_a_list():
+    from benchmarks.matrix import figure
+
+    results = {"runs": [{"records": 15309}], "systems": {"bm25": {"recall@1": 0.7}}}
+    assert figure(results, "runs.0.records") == 15309
+    assert figure(results, "systems.bm25.recall@1") == 0.7
+    for missing in ("runs.1.records", "runs.x.records", "systems.dense.recall@1"):
+        with pytest.raises(KeyError):
+            figure(results, missing)
