@@ -9,6 +9,8 @@ import argparse
 import json
 from pathlib import Path
 
+import pytest
+
 from benchmarks import matrix, report
 from mathmatch.cli import build_parser
 
