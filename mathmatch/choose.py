@@ -32,11 +32,12 @@ from typing import Any, Iterator
 from mathcore.device import device_option
 from mathcore.options import option
 from mathcore.runs import linear_query
-from mathcore.symbolic import Check, Verdict, WorkerPool, equivalent, verify
 
 logger = logging.getLogger(__name__)
 
-_POINTS = {Check.VERIFIED: 2, Check.UNKNOWN: 1, Check.REFUTED: 0}
+# Points of the checker's verdicts (Check values); SymPy is imported when checking starts, so
+# that the CLI, which reads ChooseConfig for its flags, starts without it.
+_POINTS = {"verified": 2, "unknown": 1, "refuted": 0}
 CHECK_WEIGHT, AGREEMENT_WEIGHT = 10.0, 3.0
 
 
@@ -104,7 +105,7 @@ class Chooser:
             packaged MiniLM, loaded when first needed).
     """
 
-    def __init__(self, timeout: float = 5.0, pool: WorkerPool | None = None, finder: Any = None,
+    def __init__(self, timeout: float = 5.0, pool: Any = None, finder: Any = None,
                  duplicates: int = 5, encoder: Any = None) -> None:
         if timeout <= 0 or duplicates < 1:
             raise ValueError("timeout and duplicates must be positive")
@@ -133,9 +134,11 @@ class Chooser:
 
     def choose(self, item: Item) -> Choice:
         """The best option of one item."""
+        from mathcore.symbolic import Check, Verdict, equivalent, verify
+
         checks = [verify(item.question, opt, timeout=self.timeout, pool=self.pool)
                   for opt in item.options]
-        scores = [CHECK_WEIGHT * _POINTS[c] for c in checks]
+        scores = [CHECK_WEIGHT * _POINTS[c.value] for c in checks]
         evidence: dict = {"checks": [c.value for c in checks]}
         if sum(c is Check.VERIFIED for c in checks) != 1:
             dups = self._duplicate_finals(item)
