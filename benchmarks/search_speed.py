@@ -177,7 +177,7 @@ def bench_size(n: int, x_all: np.ndarray, q: np.ndarray, args: argparse.Namespac
         )
         del index
 
-    from index._common import cuda_available
+    from mathcore.device import cuda_available
 
     if cuda_available():
         gpu = VectorIndex(x.shape[1], device="cuda")

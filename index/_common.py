@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 
 # Device choice is mathcore's (one rule for every stage); what the index adds is GPU FAISS.
-from mathcore.device import cuda_available as cuda_available
 
 PAD_ID = -1
 """Id of a padded result slot (fewer than ``k`` hits). Filter results on ``ids >= 0``."""

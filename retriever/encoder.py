@@ -26,9 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
-# The device rule is mathcore's, one for every stage (DEVICES re-exported for older imports).
 from index.passages import MAX_PASSAGES
-from mathcore.device import DEVICES as DEVICES
 from mathcore.device import resolve_device
 
 logger = logging.getLogger(__name__)

@@ -264,7 +264,7 @@ def test_recall_against_itself_is_one(corpus):
 
 
 def _cuda() -> bool:
-    return _common.cuda_available()
+    return device.cuda_available()
 
 
 @pytest.mark.gpu
