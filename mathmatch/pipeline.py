@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import asdict, dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
@@ -135,7 +136,7 @@ class Pipeline:
                                            progress=self.config.progress)
         return self._reranker
 
-    @property
+    @cached_property
     def rerank_depth(self) -> int:
         """Candidates the cross-scorer rescores: the config's, else the depth its checkpoint's
         fusion was fitted at."""
