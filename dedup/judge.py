@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from retriever.encoder import DEFAULT_ENCODER, default_model_path
+from retriever.encoder import BASE_ENCODER, default_model_path
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def load_base(name: str) -> tuple[Any, Any]:
     from transformers.utils import logging as hf_logging
 
 
-    path = default_model_path() if name == DEFAULT_ENCODER else Path(name).expanduser()
+    path = default_model_path() if name == BASE_ENCODER else Path(name).expanduser()
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path}: the judge's base is not a model folder")
     hf_logging.disable_progress_bar()

