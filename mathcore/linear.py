@@ -6,6 +6,11 @@ Presentation MathML is written the way a person would type it: ``(x^2 + 1)/(2x)`
 <ci>x</ci><cn>1</cn></apply></apply>`` becomes ``2*(x + 1)``.  Parallel markup
 (``<semantics>``) uses its first child; annotations (LaTeX, Content) are skipped.
 
+LaTeXML's MathML and latex2mathml's of the same LaTeX read alike: invisible times and function
+application become a space where letters would otherwise run into one word (``n ln n``), styled
+letters (the differential's italic d, bold, script) plain ones, primes ``'``, and a scripted large
+operator ``sum_(k = 1)^n`` whether it is written as ``msubsup`` (inline) or ``munderover``.
+
 The functions take trees normalised by :func:`mathcore.mathml.parse_math` (bare MathML tags).
 
 Example:
@@ -17,8 +22,13 @@ Example:
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from lxml import etree
+
+# Bumped whenever the text written for some MathML changes: the linear text an index stores
+# (its answers' text) was written by the version that index records.
+LINEAR_VERSION = 2
 
 # Operators are mapped to the ASCII a reader (and the embedder's vocabulary) knows best.
 OPERATOR_TEXT = {
@@ -53,6 +63,44 @@ _ATOM_RE = re.compile(r"^(?:\d+(?:[.,]\d+)*|\.\d+|[^\W\d_]|[^\W\d_]_\w+|\d+!)$")
 _WS_RE = re.compile(r"\s+")
 _PRIMES = frozenset("\u2032'\u2033\u2034")
 
+
+def _letter_fold() -> dict[int, str]:
+    """Characters written as a reader types them: styled letters and digits, primes.
+
+    Producers disagree on styles: LaTeXML writes the differential of ``\\,dx`` as MATHEMATICAL
+    ITALIC SMALL D and ``\\mathcal{O}`` as a script letter, latex2mathml a plain ``d`` and a
+    ``mathvariant``.  Bold, italic, sans-serif, script, fraktur and monospace letters and digits
+    become plain ones; double-struck ones (ℝ, 𝔽) keep their meaning and stay.
+    """
+    table = {0x2032: "'", 0x2033: "''", 0x2034: "'''"}
+    for cp in range(0x1D400, 0x1D800):
+        name = unicodedata.name(chr(cp), "")
+        plain = unicodedata.normalize("NFKC", chr(cp))
+        if name.startswith("MATHEMATICAL ") and "DOUBLE-STRUCK" not in name and plain.isascii():
+            table[cp] = plain
+    # Their letterlike-block twins: script B E F H I L M R, fraktur C H I R Z, italic h, e g o.
+    for ch in "\u212c\u2130\u2131\u210b\u2110\u2112\u2133\u211b\u212d\u210c\u2111\u211c\u2128" \
+              "\u210e\u212f\u210a\u2134":
+        table[ord(ch)] = unicodedata.normalize("NFKC", ch)
+    return table
+
+
+_FOLD = _letter_fold()
+# Tokens (<mi>, <mn>, <mtext>) lose invisible operators: LaTeXML leaves them in the text it
+# writes for a formula it could not parse.
+_TOKEN_FOLD = {**_FOLD, 0x2061: None, 0x2062: None, 0x2063: None, 0x2064: None}
+# LaTeX macros that LaTeXML does not know (MathJax does) stay as their name in an <merror>.
+_TEX_SYMBOLS = {"\\lt": "<", "\\gt": ">", "\\le": "\u2264", "\\ge": "\u2265",
+                "\\leqslant": "\u2264", "\\geqslant": "\u2265", "\\ne": "\u2260",
+                "\\neq": "\u2260", "\\subsetneq": "\u228a", "\\supsetneq": "\u228b",
+                "\\varnothing": "\u2205", "\\therefore": "\u2234"}
+# Forum posts whose LaTeX was HTML-escaped once too often: LaTeXML reads "p&lt;q" letter by
+# letter, and the linear text spells the entity out.
+_ESCAPED_RE = re.compile(r"\s*&(lt|gt);\s*|&(amp|quot|#39);")
+# The same posts' alignment "&amp;": LaTeXML starts a new cell at "&" and reads on "amp;".
+_AMP_CELL_RE = re.compile(r"^amp;\s*")
+_UNESCAPED = {"lt": " < ", "gt": " > ", "amp": "&", "quot": '"', "#39": "'"}
+
 # Elements that only group or style their children.
 _ROWLIKE = frozenset({"math", "mrow", "mstyle", "mpadded", "merror", "menclose", "mtd", "maction",
                       "mark", "mlabeledtr"})
@@ -62,7 +110,10 @@ _INVISIBLE = frozenset({"mphantom", "annotation", "annotation-xml", "mprescripts
 
 def to_linear(el: etree._Element) -> str:
     """Write a normalised MathML tree as one line of readable math."""
-    return _WS_RE.sub(" ", _lin(el)).strip()
+    text = _lin(el)
+    if "&" in text:
+        text = _ESCAPED_RE.sub(lambda m: _UNESCAPED[m.group(1) or m.group(2)], text)
+    return _WS_RE.sub(" ", text).strip()
 
 
 def _text(el: etree._Element) -> str:
@@ -122,7 +173,30 @@ def _atomic(el: etree._Element, scripts: bool) -> bool:
 
 def _pres_operand(el: etree._Element, scripts: bool = False) -> str:
     s = _lin(el)
-    return s if _atomic(el, scripts) or _is_atom(s) else f"({s})"
+    if _atomic(el, scripts) or _is_atom(s) or scripts and _is_scripted(s):
+        return s
+    return f"({s})"
+
+
+def _is_scripted(s: str) -> bool:
+    """``(x - 1)^2``, ``|x|^2``, ``x_1^2``: one operand with scripts, written as text.
+
+    latex2mathml puts the exponent of ``(x-1)^2`` on the closing bracket alone, so the row is
+    not one ``msup`` element, as it is in LaTeXML's MathML, but reads the same.
+    """
+    depth = 0
+    for i in range(len(s) - 1, 0, -1):
+        ch = s[i]
+        if ch in ")]}":
+            depth += 1
+        elif ch in "([{":
+            depth -= 1
+        elif depth == 0 and ch in "^_":
+            base, script = s[:i], s[i + 1:]
+            return _is_atom(script) and (_is_atom(base) or _is_scripted(base))
+        elif depth == 0 and ch == " ":
+            return False
+    return False
 
 
 def _lin(el: etree._Element) -> str:
@@ -145,22 +219,52 @@ def _lin(el: etree._Element) -> str:
 
 def _mo(el: etree._Element) -> str:
     t = _text(el)
-    return OPERATOR_TEXT.get(t, t)
+    if not t and el.text:  # LaTeXML writes \qquad as an <mo> of spaces
+        return " "
+    return OPERATOR_TEXT[t] if t in OPERATOR_TEXT else t.translate(_FOLD)
 
 
 def _token(el: etree._Element) -> str:
-    return _text(el)
+    t = _text(el)
+    if not t and el.text and el.tag == "mtext":  # latex2mathml writes "\ " as an <mtext>
+        return " "
+    return t.translate(_TOKEN_FOLD)
+
+
+def _operator(el: etree._Element) -> str | None:
+    """The operator a row's child stands for: an ``<mo>``'s, or that of an unknown TeX macro."""
+    if el.tag == "mo":
+        return _mo(el)
+    if el.tag == "merror":
+        return _TEX_SYMBOLS.get("".join(el.itertext()).strip())
+    return None
+
+
+def _named_op(el: etree._Element) -> str | None:
+    """The name of an operator written before its operand (``sum``, ``int``, ``lim``, ``sup``)."""
+    while el.tag in _ROWLIKE:
+        kids = _children(el)
+        if len(kids) != 1:
+            return None
+        el = kids[0]
+    if el.tag != "mo":
+        return None
+    t = _text(el)
+    if t in _LARGE_OPS:
+        return _LARGE_OPS[t]
+    return t if len(t) > 1 and t.isalpha() else None
 
 
 def _row(children: list) -> str:
     """Join a row's children with the spacing a reader expects around operators."""
     out: list[str] = []
     prev_kind = "start"  # start | operand | op | open
-    for child in children:
-        if not isinstance(child.tag, str) or child.tag in _INVISIBLE:
-            continue
-        if child.tag == "mo":
-            op = _mo(child)
+    integral = False
+    children = [c for c in children if isinstance(c.tag, str) and c.tag not in _INVISIBLE]
+    for i, child in enumerate(children):
+        op = _operator(child)
+        if op is not None:
+            integral = integral or op in _INTEGRALS
             if op == "":
                 continue
             if op in _OPEN:
@@ -180,24 +284,53 @@ def _row(children: list) -> str:
                 prev_kind = "op"
             else:  # !, ', ., %, ... stick to their operand
                 out.append(op)
-                prev_kind = "operand" if op in ("!", "\u2032", "%", "'") else "op"
+                prev_kind = "operand" if op in ("!", "%") or set(op) <= _PRIMES else "op"
             continue
         s = _lin(child)
         if not s:
             continue
-        if prev_kind == "operand" and out and _needs_space(out[-1], s, child.tag):
+        if prev_kind == "operand" and out and (
+                _needs_space(out[-1], s, child.tag)
+                or integral and _differential(s, children[i + 1:i + 2])):
             out.append(" ")
         out.append(s)
+        integral = integral or s.startswith(_INTEGRALS)
         prev_kind = "operand"
-    return "".join(out).strip()
+    text = "".join(out).strip()
+    # A row that ends with an operator with limits (LaTeXML wraps "\sum_i" in <mstyle>) or a
+    # binary one (LaTeXML's "<mrow>x <</mrow>" before the right operand) keeps the space that
+    # separates it from its operand: "sum_i a_i", "x < 0", not "sum_ia_i", "x <0".
+    if out and out[-1].endswith(" ") and not out[-1].isspace() \
+            and (prev_kind == "operand" or out[-1].startswith(" ")):
+        text += " "
+    return text
+
+
+_SCRIPT_TAIL_RE = re.compile(r"[\^_][^\W\d_]+$")
+_INTEGRALS = ("\u222b", "\u222c", "\u222d", "\u222e", "int", "oint")
+
+
+def _differential(s: str, following: list) -> bool:
+    """After an integral, ``d`` then one letter is a differential: ``x^2 dx``, ``dx dy``.
+
+    LaTeXML marks it (as an operator); latex2mathml writes three letters, ``x``, ``d``, ``x``.
+    """
+    return s == "d" and bool(following) and following[0].tag == "mi" \
+        and len(_text(following[0])) == 1 and _text(following[0]).isalpha()
 
 
 def _needs_space(left: str, right: str, tag: str) -> bool:
-    """Two operands side by side: keep ``2x`` and ``x(y)``, but write ``sin x`` and ``3 4``."""
+    """Two operands side by side: keep ``2x`` and ``x(y)``, but write ``sin x``, ``3 4`` and
+    ``n ln n`` (``nln n`` would read, and be tokenised, as one word)."""
     if tag == "mtext" or left[-1:].isdigit() and right[:1].isdigit():
         return True
-    tail = left.rsplit(" ", 1)[-1]
-    return len(tail) > 1 and tail.isalpha() and right[:1].isalnum()
+    tail = left.split()[-1] if left.strip() else ""
+    if len(tail) > 1 and tail.isalpha() and right[:1].isalnum():
+        return True
+    if left[-1:].isalpha() and len(right) > 1 and right[:2].isalpha():
+        return True
+    # After a letter in a script: x^n f(x), a_i b_j (not x^nf(x), whose "nf" is one word).
+    return right[:1].isalpha() and _SCRIPT_TAIL_RE.search(left) is not None
 
 
 def _children(el: etree._Element) -> list:
@@ -213,33 +346,67 @@ def _mfrac(el: etree._Element) -> str:
     return f"{_pres_operand(kids[0], True)}/{_pres_operand(kids[1], True)}"
 
 
+def _leading_primes(sup: etree._Element) -> tuple[str, list]:
+    """Primes that open a superscript row, and the rest: ``h^{\\prime 2}`` is ``h'^2``."""
+    if sup.tag not in _ROWLIKE:
+        return "", []
+    kids = [k for k in _children(sup) if k.tag not in _INVISIBLE]
+    primes = ""
+    while kids and kids[0].tag in ("mo", "mi") and _text(kids[0]) \
+            and set(_text(kids[0])) <= _PRIMES:
+        primes += _text(kids.pop(0))
+    # LaTeXML puts an invisible separator between the primes and the exponent.
+    while primes and kids and kids[0].tag == "mo" and _mo(kids[0]) in ("", ","):
+        kids.pop(0)
+    return (primes, kids) if primes and kids else ("", [])
+
+
 def _script(base: etree._Element | str, sub: etree._Element | str | None,
             sup: etree._Element | str | None) -> str:
+    op = None
     if isinstance(base, str):
         s = base
     else:
         s = _lin(base)
-        if not (_atomic(base, False) or _is_atom(s) or s[-1:] in ")]}|'\u2032"):
+        op = _named_op(base)
+        if op:  # sum_(k = 1)^n, lim_(x → 0): written as munderover writes them
+            s = op
+        elif s.endswith(" "):  # the base is itself an operator with limits
+            s = op = s.rstrip()
+        elif not (_atomic(base, False) or _is_atom(s) or s[-1:] in ")]}|'\u2032\u2016\u2225"):
             s = f"({s})"
     if sub is not None and not isinstance(sub, str):
         sub = _pres_operand(sub)
     elif sub:
         sub = _wrap(sub)
+    primes = ""
     if sup is not None and not isinstance(sup, str):
-        text = _lin(sup)
-        primes = text and set(text) <= _PRIMES
-        sup = text if primes or _atomic(sup, False) or _is_atom(text) or not text else f"({text})"
+        primes, rest = _leading_primes(sup)
+        if primes:
+            sup = _wrap(_row(rest))
+        else:
+            text = _lin(sup)
+            only_primes = text and set(text) <= _PRIMES
+            sup = text if only_primes or _atomic(sup, False) or _is_atom(text) or not text \
+                else f"({text})"
     elif sup and not set(sup) <= _PRIMES:
         sup = _wrap(sup)
     if sub:
         s += "_" + sub
+    if primes:
+        s += _primes(primes)
     if sup:
         # Primes read as primes: f'(x), not f^(')
         if set(sup) <= _PRIMES:
-            s += sup.replace("\u2033", "''").replace("\u2034", "'''").replace("\u2032", "'")
+            s += _primes(sup)
         else:
             s += "^" + sup
-    return s
+    # An operator applies to what follows: "sum_(i = 1)^10 i", not "...^10i".
+    return s + " " if op else s
+
+
+def _primes(text: str) -> str:
+    return text.replace("\u2033", "''").replace("\u2034", "'''").replace("\u2032", "'")
 
 
 def _msup(el: etree._Element) -> str:
@@ -314,7 +481,7 @@ def _under_over(el: etree._Element) -> str:
         return f"{accent}({base})"
     if over is None and under in _ACCENTS and under in ("_", "\u00af", "\u0332", "\u2015"):
         return f"underline({base})"
-    op = _LARGE_OPS.get(base)
+    op = _LARGE_OPS.get(base) or _named_op(kids[0])
     s = op or (base if _atomic(kids[0], False) or _is_atom(base) else f"({base})")
     if under:
         s += "_" + _wrap(under)
@@ -341,7 +508,7 @@ def _mtable(el: etree._Element) -> str:
     rows = []
     for tr in _children(el):
         if tr.tag in ("mtr", "mlabeledtr"):
-            cells = [_lin(td) for td in _children(tr)]
+            cells = [_AMP_CELL_RE.sub("", _lin(td)) for td in _children(tr)]
             if tr.tag == "mlabeledtr":
                 cells = cells[1:]
             rows.append(", ".join(c for c in cells if c) if len(cells) > 1 else "".join(cells))

@@ -16,6 +16,9 @@ So ``x^2`` and ``2x`` share their leaves but not their structure tokens, and ``4
 not the bag ``{2, 24, 48}`` alone.  Single-letter stop words (``a``, ``i``) are dropped as leaves
 but kept inside structure tokens (``a^2``).
 
+Characters that producers (or people) write differently for one symbol are folded first:
+``⋅``/``·``, ``∼``/``~``, ``∥``/``‖``, long and short arrows, ``′``/``'``, ``…``/``...``.
+
 Example:
     >>> analyze("(x^2 + 1)/(2x)")
     ['x', '^', '2', '+', '1', '/', '2', 'x', 'x^2', '2+1', 'x/2']
@@ -24,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import re
+import unicodedata
 
 # A small English stop-word list (the Lucene/NLTK core), enough for question text.  Single
 # letters that are common variables (a, i, s, t) are kept in formulas, dropped in text.
@@ -36,7 +40,20 @@ more most other some own same too very s t just don now am were
 """.split())
 
 # Saved with a BM25 index: an index built by another analyzer version is rebuilt.
-ANALYZER_VERSION = "mathcore-1"
+ANALYZER_VERSION = "mathcore-2"
+# Two characters for one symbol, from two producers (LaTeXML and latex2mathml) or typed by hand,
+# become one (mostly the one latex2mathml writes): the tokens of a formula do not depend on who
+# wrote its MathML.  Ellipses are punctuation, dropped like "...".
+_FOLD = str.maketrans({
+    "\u2212": "-", "\u2013": "-",  # minus sign, en dash
+    "\u22c5": "\u00b7", "\u2219": "\u2022", "\u2217": "*",  # cdot, bullet, asterisk
+    "\u223c": "~", "\u2225": "\u2016", "\u2223": "|",  # sim, norm, divides
+    "\u29f5": "\u2216", "\u2a7d": "\u2264", "\u2a7e": "\u2265",  # setminus, leqslant
+    "\u27f5": "\u2190", "\u27f6": "\u2192", "\u27f7": "\u2194",  # long arrows: short
+    "\u27f8": "\u21d0", "\u27f9": "\u21d2", "\u27fa": "\u21d4", "\u27fc": "\u21a6",
+    "\u2026": "...", "\u22ef": "...",  # ldots, cdots
+    "\u2032": "'", "\u2033": "''", "\u2034": "'''",  # primes
+})
 _LEX_RE = re.compile(r"\d+(?:\.\d+)?|\.\d+|[^\W\d_]+|[^\w\s]|_")
 _RELATIONS = frozenset("^_/*=+-\u00d7\u00b7\u00f7<>\u2264\u2265\u2260")
 _BRACKETS = frozenset("()[]{}")
@@ -86,6 +103,9 @@ def analyze(text: str) -> list[str]:
     Words and numbers, lower-cased, English stop words dropped; the operators of formulas;
     and the structure tokens described in the module docstring.
     """
+    if not text.isascii():
+        # NFC joins a symbol and its negation slash (LaTeXML's \not=) into one: "≠".
+        text = unicodedata.normalize("NFC", text).translate(_FOLD)
     lexemes = _LEX_RE.findall(text.lower().replace("**", "^"))
     tokens = [lx for lx in lexemes if lx not in STOPWORDS and lx not in _BRACKETS
               and lx not in _PUNCTUATION]
