@@ -44,11 +44,23 @@ def print_split_table(label: str, table: Mapping[Any, Mapping], names: Sequence,
                   + (f"{row['all'][total]:16.4f}" if total else ""))
 
 
+TASKS = ("match", "match_mse")
+
+
 def dev_match(data: Path, stride: int = 1) -> tuple[list[tuple[str, str]], dict]:
     """The judged dev match queries of *data* (every *stride*-th, in file order) and their qrels."""
+    return dev_task(data, "match", stride)
+
+
+def dev_task(data: Path, name: str, stride: int = 1) -> tuple[list[tuple[str, str]], dict]:
+    """The judged queries of the task folder *data*/tasks/*name* (``match``: the dev match
+    queries; ``match_mse``: the Math StackExchange dev questions), every *stride*-th in file
+    order, and their qrels."""
     from mathcore.runs import iter_queries, read_qrels
 
-    task = data / "tasks" / "match"
+    if name not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {name!r}")
+    task = data / "tasks" / name
     qrels = read_qrels(task / "qrels.tsv")
     queries = [(q, t) for q, t in iter_queries(task / "queries.jsonl") if q in qrels][::stride]
     return queries, {q: qrels[q] for q, _ in queries}

@@ -492,8 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # The match settings that bench takes for every system (mode and cut-offs are its own).
-BENCH_OPTIONS = ("givens_weight", "rerank_depth", "rerank_weight", "margin", "symbolic_timeout",
-                 "duplicates", "device")
+BENCH_OPTIONS = ("givens_weight", "formula_weight", "rerank_depth", "rerank_weight", "margin",
+                 "symbolic_timeout", "duplicates", "device")
 
 _OWN_LOGGERS = ("mathmatch", "mathcore", "index", "retriever", "reranker", "tuning", "benchmarks")
 

@@ -4,7 +4,7 @@ and the Python API alike.
 Stages, each taking a run (``{query_id: {doc_id: score}}`` in rank order) and returning one:
 
 1. **first stage** (:meth:`Pipeline.search`): dense, BM25 or hybrid retrieval (fusion, then the
-   givens agreement);
+   givens agreement, and the formula agreement with --formula-weight);
 2. **cross-scorer** (:meth:`Pipeline.rerank`, with ``rerank``): the first ``rerank_depth``
    candidates rescored and fused with the first stage;
 3. **cut** to ``k`` hits;
@@ -29,6 +29,8 @@ from mathcore.device import device_option
 from mathcore.options import option
 from mathcore.runs import Run, batched
 from reranker.scorer import DEFAULT_RERANK_DEPTH
+from retriever.formulas import DEFAULT_FORMULA_WEIGHT, FORMULA_WEIGHT_HELP
+from retriever.formulas import check_weight as check_formula_weight
 from retriever.givens import DEFAULT_GIVENS_WEIGHT, GIVENS_WEIGHT_HELP, check_weight
 from retriever.retrievers import DEFAULT_FUSION, FUSIONS, MODES
 from retriever.searcher import DEFAULT_MODE
@@ -52,6 +54,7 @@ class MatchConfig:
     fusion: str = option(DEFAULT_FUSION, "hybrid fusion: z-scored or min-max scores weighted "
                          "0.7 dense / 0.3 BM25, or reciprocal rank fusion", choices=FUSIONS)
     givens_weight: float = option(DEFAULT_GIVENS_WEIGHT, GIVENS_WEIGHT_HELP, metavar="W")
+    formula_weight: float = option(DEFAULT_FORMULA_WEIGHT, FORMULA_WEIGHT_HELP, metavar="W")
     rerank: str | None = option(
         None, "rescore the first candidates with this cross-scorer checkpoint (from mathmatch "
         "tune reranker; 'default': the one shipped with mathmatch); the tie-break runs after it",
@@ -91,6 +94,7 @@ class MatchConfig:
         if self.symbolic_timeout <= 0:
             raise ValueError(f"symbolic_timeout must be positive, got {self.symbolic_timeout}")
         check_weight(self.givens_weight)
+        check_formula_weight(self.formula_weight)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
@@ -120,7 +124,9 @@ class Pipeline:
             c = self.config
             self._searcher = open_searcher(self.index_dir, mode=c.mode, encoder=c.encoder,
                                            device=c.device, depth=c.depth, fusion=c.fusion,
-                                           givens_weight=c.givens_weight)
+                                           givens_weight=c.givens_weight,
+                                           formula_weight=c.formula_weight,
+                                           symbolic_timeout=c.symbolic_timeout)
         return self._searcher
 
     @property
@@ -211,10 +217,12 @@ class Pipeline:
 
     def close(self) -> None:
         """Release the store, the question vectors and the symbolic workers."""
-        if self._tiebreaker is not None:
+        if self._tiebreaker is not None or (self._searcher is not None
+                                            and self.config.formula_weight):
             from mathcore.symbolic import close_default_pool
 
             close_default_pool()  # no worker outlives the pipeline (the CLI may run in-process)
+        if self._tiebreaker is not None:
             if self._tiebreaker.finder is not None:
                 self._tiebreaker.finder.questions.close()
             self._tiebreaker = None

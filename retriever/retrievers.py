@@ -14,6 +14,7 @@ import numpy as np
 from mathcore.tokens import analyze
 
 if TYPE_CHECKING:
+    from retriever.formulas import FormulaAgreement
     from retriever.givens import GivensAgreement
 
 MODES = ("dense", "bm25", "hybrid")
@@ -95,8 +96,9 @@ def fusion_weights(fusion: str) -> tuple[float, float]:
 
 
 class HybridRetriever:
-    """Fusion of a dense and a BM25 ranking, each taken *depth* deep, then (with *givens*) the
-    fused first *depth* rescored by their answers' agreement with the question's numbers.
+    """Fusion of a dense and a BM25 ranking, each taken *depth* deep, then (with *givens* or
+    *formulas*) the fused first *depth* rescored by their answers' agreement with the question's
+    numbers and formulas.
 
     Args:
         dense: a :class:`DenseRetriever`.
@@ -109,30 +111,40 @@ class HybridRetriever:
         c: the RRF rank offset.
         givens: a :class:`retriever.givens.GivensAgreement`, or None to return the fusion as it
             is.
+        formulas: a :class:`retriever.formulas.FormulaAgreement` (its term added to the givens
+            term), or None.
     """
 
     def __init__(self, dense: DenseRetriever, lexical: LexicalRetriever, depth: int = 100,
                  fusion: str = DEFAULT_FUSION,
                  weights: tuple[float, float] = DEFAULT_WEIGHTS, c: int = 60,
-                 givens: GivensAgreement | None = None) -> None:
+                 givens: GivensAgreement | None = None,
+                 formulas: FormulaAgreement | None = None) -> None:
         if depth < 1:
             raise ValueError(f"depth must be at least 1, got {depth}")
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
         self.dense, self.lexical = dense, lexical
         self.depth, self.fusion, self.weights, self.c = depth, fusion, weights, c
-        self.givens = givens
+        self.givens, self.formulas = givens, formulas
 
-    def search_texts(self, texts: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search_texts(self, texts: Sequence[str], k: int,
+                     questions: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The *k* best rows of each linear query text; *questions* (the queries with their
+        MathML, default: *texts*) are what the formula agreement reads."""
         from index import convex, rrf
 
         depth = max(self.depth, k)
         rankings = [self.dense.search_texts(texts, depth), self.lexical.search_texts(texts, depth)]
-        fused_k = depth if self.givens is not None else k
+        rescored = self.givens is not None or self.formulas is not None
+        fused_k = depth if rescored else k
         if self.fusion == "rrf":
             fused = rrf(rankings, k=fused_k, c=self.c, weights=self.weights)
         else:
             fused = convex(rankings, k=fused_k, weights=self.weights, normalize=self.fusion)
-        if self.givens is None:
+        if not rescored:
             return fused
-        return self.givens.rescore(texts, *fused, k)
+        if self.formulas is None:
+            return self.givens.rescore(texts, *fused, k)
+        return self.formulas.rescore(texts if questions is None else questions, *fused, k,
+                                     givens=self.givens, texts=texts)

@@ -21,8 +21,10 @@ import numpy as np
 
 from index.layout import DENSE_DIR, LEXICAL_DIR, STORE_FILE
 from index.manifest import ManifestError, read_manifest
+from mathcore.linear import LINEAR_VERSION
 from mathcore.runs import Run, linear_query
 from mathcore.store import Store
+from retriever.formulas import DEFAULT_FORMULA_WEIGHT, FormulaAgreement, answer_sources
 from retriever.givens import DEFAULT_GIVENS_WEIGHT, GivensAgreement
 from retriever.retrievers import (
     DEFAULT_FUSION,
@@ -88,15 +90,21 @@ class Searcher:
         self.index_dir, self.store, self.retriever = index_dir, store, retriever
         self.mode, self.manifest = mode, manifest
 
-    def search_rows(self, texts: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Scores and store row ids for linear query texts."""
+    def search_rows(self, texts: Sequence[str], k: int,
+                    questions: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and store row ids for linear query texts; *questions*, the same queries with
+        their MathML, are what the formula agreement of hybrid mode reads (without them it
+        reads *texts*, where it finds no formula)."""
+        if questions is not None and isinstance(self.retriever, HybridRetriever):
+            return self.retriever.search_texts(list(texts), k, questions=list(questions))
         return self.retriever.search_texts(list(texts), k)
 
     def search(self, queries: Sequence[tuple[str, str]] | dict[str, str], k: int) -> Run:
         """A run ``{query_id: {doc_id: score}}`` in rank order (the data contract between
         stages) for ``(query_id, text)`` pairs."""
         pairs = list(queries.items()) if isinstance(queries, dict) else list(queries)
-        scores, rows = self.search_rows([search_text(qid, text) for qid, text in pairs], k)
+        scores, rows = self.search_rows([search_text(qid, text) for qid, text in pairs], k,
+                                        questions=[text for _, text in pairs])
         ids = self.store.ids_of(sorted({int(r) for r in rows.ravel() if r >= 0}))
         return {qid: {ids[int(r)]: float(s) for s, r in zip(srow, rrow, strict=True) if r >= 0}
                 for (qid, _), srow, rrow in zip(pairs, scores, rows, strict=True)}
@@ -108,7 +116,9 @@ class Searcher:
 def open_searcher(index_dir: Path, mode: str = DEFAULT_MODE, encoder: str | None = None,
                   device: str = "auto", batch_size: int = 64, depth: int = 100,
                   fusion: str = DEFAULT_FUSION, weights: tuple[float, float] | None = None,
-                  givens_weight: float = DEFAULT_GIVENS_WEIGHT, mmap: bool = True) -> Searcher:
+                  givens_weight: float = DEFAULT_GIVENS_WEIGHT,
+                  formula_weight: float = DEFAULT_FORMULA_WEIGHT, symbolic_timeout: float = 2.0,
+                  mmap: bool = True) -> Searcher:
     """Load what *mode* needs from an index folder, after checking it is consistent.
 
     Args:
@@ -123,6 +133,9 @@ def open_searcher(index_dir: Path, mode: str = DEFAULT_MODE, encoder: str | None
         weights: (dense, bm25) weights of the fusion (default: :func:`fusion_weights`).
         givens_weight: in hybrid mode, the weight of the candidates' agreement with the
             question's numbers (:mod:`retriever.givens`); 0 keeps the fusion alone.
+        formula_weight: in hybrid mode, the weight of the candidates' agreement with the
+            question's formulas (:mod:`retriever.formulas`); 0 leaves it out.
+        symbolic_timeout: seconds for one SymPy call of the formula agreement.
         mmap: memory-map the vectors instead of reading them into memory.
 
     Raises:
@@ -133,6 +146,12 @@ def open_searcher(index_dir: Path, mode: str = DEFAULT_MODE, encoder: str | None
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     index_dir = Path(index_dir)
     manifest = read_manifest(index_dir)
+    written = manifest.get("store", {}).get("linear_version", 1)
+    if written != LINEAR_VERSION:
+        logger.warning("%s: its records were linearised by an older mathmatch (linear text "
+                       "version %s; queries are now written as version %s), so formulas in "
+                       "queries and answers may not meet; rebuild the index for the best "
+                       "results", index_dir, written, LINEAR_VERSION)
     store = Store(index_dir / STORE_FILE, readonly=True)
     dense = lexical = None
     if mode in ("dense", "hybrid"):
@@ -168,7 +187,9 @@ def open_searcher(index_dir: Path, mode: str = DEFAULT_MODE, encoder: str | None
         retriever = lexical
     else:
         givens = GivensAgreement(store.texts, givens_weight) if givens_weight else None
+        formulas = FormulaAgreement(answer_sources(store), formula_weight,
+                                    timeout=symbolic_timeout) if formula_weight else None
         weights = fusion_weights(fusion) if weights is None else weights
         retriever = HybridRetriever(dense, lexical, depth=depth, fusion=fusion, weights=weights,
-                                    givens=givens)
+                                    givens=givens, formulas=formulas)
     return Searcher(index_dir, store, retriever, mode, manifest)
