@@ -71,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("build/bench/choice.json"))
     args = p.parse_args(argv)
     from benchmarks.task_baselines import choice_baseline
-    from retriever.encoder import Encoder
+    from retriever.encoder import BASE_ENCODER, Encoder
 
-    enc = Encoder(device="cpu")
+    enc = Encoder(BASE_ENCODER, device="cpu")  # what mathmatch.choose uses
     result: dict = {"note": NOTE, "files": {}, "machine": machine()}
     for path in sorted((args.data / "tasks" / "choice").glob("*.jsonl")):
         res = {"symbolic": _evaluate(path, None, args.limit)}

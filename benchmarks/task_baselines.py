@@ -64,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--out", type=Path, default=Path("build/bench/task_baselines.json"))
     args = p.parse_args(argv)
-    from retriever.encoder import Encoder
+    from retriever.encoder import BASE_ENCODER, Encoder
 
-    enc = Encoder(device="cpu")
+    enc = Encoder(BASE_ENCODER, device="cpu")  # the off-the-shelf baselines
     result = {"duplicates": duplicates_baseline(args.data, enc),
               "choice": {f.stem: choice_baseline(f, enc)
                          for f in sorted((args.data / "tasks" / "choice").glob("*.jsonl"))},

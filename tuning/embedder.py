@@ -34,11 +34,11 @@ import numpy as np
 
 from index.corpora import write_rejects
 from index.layout import REJECTS_FILE
+from index.passages import MAX_PASSAGES
 from mathcore import __version__
 from mathcore.device import device_option, resolve_device
 from mathcore.mathml import DEFAULT_LIMITS, Limits
 from mathcore.options import option
-from index.passages import MAX_PASSAGES
 from retriever.encoder import (
     ADAPTER_FILE,
     BASE_ENCODER,
@@ -156,7 +156,8 @@ class TuneConfig:
     def recipe(self) -> dict:
         """The settings that define the training data and run (compared when resuming)."""
         keys = ("base", "exclude_qrels", "exclude_ids", "lora", "lora_alpha", "epochs",
-                "batch_size", "loss", "learning_rate", "warmup_ratio", "max_seq_length", "freeze_layers", "hard_negatives", "margin",
+                "batch_size", "loss", "learning_rate", "warmup_ratio", "max_seq_length",
+                "freeze_layers", "hard_negatives", "margin",
                 "max_pairs_per_source", "val_size", "val_distractors", "eval_steps", "max_steps",
                 "seed")
         d = asdict(self)
