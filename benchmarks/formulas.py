@@ -55,13 +55,8 @@ def weight_runs(pipeline: Pipeline, queries: Sequence[tuple[str, str]], weights:
         ``(runs, info)``: the run of each weight; seconds of the search and of the formula
         agreement, and the queries with formulas.
     """
-    from retriever.formulas import (
-        FormulaAgreement,
-        answer_sources,
-        formulas,
-        givens_coverages,
-        rank,
-    )
+    from mathcore.scores import rank_with_terms
+    from retriever.formulas import FormulaAgreement, answer_sources, formulas
     from retriever.givens import GivensAgreement
     from retriever.searcher import search_text
 
@@ -83,10 +78,10 @@ def weight_runs(pipeline: Pipeline, queries: Sequence[tuple[str, str]], weights:
         t0 = time.perf_counter()
         cover = agree.coverages(questions, rows)
         formula_s += time.perf_counter() - t0
-        given = givens_weight * givens_coverages(givens, texts, rows) if givens_weight else 0.0
+        given = givens_weight * givens.coverages(texts, rows) if givens_weight else 0.0
         for w in weights:
             # The terms added as FormulaAgreement.rescore adds them: formula term, then givens.
-            s, r = rank(scores, rows, w * cover + given, c.depth)
+            s, r = rank_with_terms(scores, rows, w * cover + given, c.depth)
             runs[w].update(_as_run(store, batch, s, r))
     with_formulas = sum(1 for _, t in queries if formulas(t))
     return runs, {"search_seconds": search_s, "formula_seconds": formula_s,

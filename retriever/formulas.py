@@ -49,7 +49,8 @@ from lxml import etree
 
 from mathcore.linear import to_linear
 from mathcore.mathml import MathMLError, parse_math, split_math
-from mathcore.scores import zscores
+from mathcore.scores import check_weight as check_term_weight
+from mathcore.scores import rank_with_terms
 
 if TYPE_CHECKING:
     from retriever.givens import GivensAgreement
@@ -97,9 +98,7 @@ def check_weight(weight: float) -> float:
     Raises:
         ValueError: for a negative or non-finite weight.
     """
-    if not np.isfinite(weight) or weight < 0:
-        raise ValueError(f"the formula weight must be a non-negative number, got {weight}")
-    return weight
+    return check_term_weight(weight, "formula")
 
 
 def canonical(linear: str) -> str:
@@ -442,49 +441,13 @@ class FormulaAgreement:
             ``(scores [n, k] float64, rows [n, k] int64)``, best first; ties keep the
             first-stage order; padding has row id -1 and score -inf.
         """
-        scores = np.asarray(scores, dtype=np.float64)
         rows = np.asarray(rows, dtype=np.int64)
         terms = self.weight * self.coverages(questions, rows) if self.weight else np.zeros(
             rows.shape)
         if givens is not None and givens.weight:
-            terms = terms + givens.weight * givens_coverages(
-                givens, questions if texts is None else texts, rows)
-        return rank(scores, rows, terms, k)
-
-
-def givens_coverages(givens: GivensAgreement, texts: Sequence[str],
-                     rows: np.ndarray) -> np.ndarray:
-    """``[n, depth]``: :func:`retriever.givens.coverage` of each candidate (0 for padding)."""
-    from retriever.givens import coverage, numbers
-
-    out = np.zeros(rows.shape, dtype=np.float64)
-    wanted = sorted({int(r) for r in rows.ravel() if r >= 0})
-    found = {r: numbers(t) for r, t in zip(wanted, givens.answers(wanted) if wanted else [],
-                                            strict=True)}
-    for i, text in enumerate(texts):
-        asked = numbers(text)
-        for j, r in enumerate(rows[i]):
-            if r >= 0:
-                out[i, j] = coverage(asked, found[int(r)])
-    return out
-
-
-def rank(scores: np.ndarray, rows: np.ndarray, terms: np.ndarray,
-         k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first *k* candidates of each row by z(score) + term (z over the row's live
-    candidates; ties keep the given order; -inf / -1 padded)."""
-    n = rows.shape[0]
-    out_s = np.full((n, k), -np.inf)
-    out_r = np.full((n, k), -1, dtype=np.int64)
-    for i in range(n):
-        live = np.flatnonzero(rows[i] >= 0)
-        if not live.size:
-            continue
-        fused = zscores(scores[i, live]) + terms[i, live]
-        order = np.argsort(-fused, kind="stable")[:k]
-        out_s[i, :order.size] = fused[order]
-        out_r[i, :order.size] = rows[i, live[order]]
-    return out_s, out_r
+            terms = terms + givens.weight * givens.coverages(
+                questions if texts is None else texts, rows)
+        return rank_with_terms(scores, rows, terms, k)
 
 
 def answer_sources(store) -> Callable[[Sequence[int]], list[str]]:

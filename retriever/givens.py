@@ -26,7 +26,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from mathcore.scores import zscores
+from mathcore.scores import check_weight as check_term_weight
+from mathcore.scores import rank_with_terms
 
 # Chosen on the even-numbered dev match queries over the fused top 100 (odd ones held out;
 # README, "Retrieval quality"): weights 3-4 are best on both halves, 6 and more lose.
@@ -47,9 +48,7 @@ def check_weight(weight: float) -> float:
     Raises:
         ValueError: for a negative or non-finite weight.
     """
-    if not np.isfinite(weight) or weight < 0:
-        raise ValueError(f"the givens weight must be a non-negative number, got {weight}")
-    return weight
+    return check_term_weight(weight, "givens")
 
 
 def numbers(text: str) -> frozenset[str]:
@@ -97,24 +96,20 @@ class GivensAgreement:
             ``(scores [n, k] float64, rows [n, k] int64)``, best first; ties keep the
             first-stage order; padding has row id -1 and score -inf.
         """
-        scores = np.asarray(scores, dtype=np.float64)
         rows = np.asarray(rows, dtype=np.int64)
-        n = len(texts)
-        out_s = np.full((n, k), -np.inf)
-        out_r = np.full((n, k), -1, dtype=np.int64)
+        return rank_with_terms(scores, rows, self.weight * self.coverages(texts, rows), k)
+
+    def coverages(self, texts: Sequence[str], rows: np.ndarray) -> np.ndarray:
+        """``[n, depth]``: :func:`coverage` of each candidate answer of each query (0 for
+        padding); each answer's numbers are read once, however many queries it serves."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.zeros(rows.shape, dtype=np.float64)
         wanted = sorted({int(r) for r in rows.ravel() if r >= 0})
-        # Each answer's numbers read once, however many queries it is a candidate of.
         found = {r: numbers(t) for r, t in zip(wanted, self.answers(wanted) if wanted else [],
                                                 strict=True)}
         for i, text in enumerate(texts):
-            live = np.flatnonzero(rows[i] >= 0)
-            if not live.size:
-                continue
-            z = zscores(scores[i, live])
             asked = numbers(text)
-            agree = np.array([coverage(asked, found[int(r)]) for r in rows[i, live]])
-            fused = z + self.weight * agree
-            order = np.argsort(-fused, kind="stable")[:k]
-            out_s[i, :order.size] = fused[order]
-            out_r[i, :order.size] = rows[i, live[order]]
-        return out_s, out_r
+            for j, r in enumerate(rows[i]):
+                if r >= 0:
+                    out[i, j] = coverage(asked, found[int(r)])
+        return out

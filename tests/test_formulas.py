@@ -9,12 +9,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from mathcore.scores import rank_with_terms
 from retriever.formulas import (
     FormulaAgreement,
     canonical,
     formulas,
-    givens_coverages,
-    rank,
     trivial,
 )
 from retriever.givens import GivensAgreement
@@ -153,8 +152,9 @@ def test_with_weight_0_the_givens_rescoring_is_unchanged():
                                                            givens=givens)
     np.testing.assert_array_equal(got[1], want[1])
     np.testing.assert_array_equal(got[0], want[0])
-    assert givens_coverages(givens, texts, rows)[1].tolist() == [0.0, 0.0, 0.0]
-    assert rank(scores, rows, np.zeros(rows.shape), 3)[1].tolist() == [[2, 1, 3], [1, 3, -1]]
+    assert givens.coverages(texts, rows)[1].tolist() == [0.0, 0.0, 0.0]
+    ranked = rank_with_terms(scores, rows, np.zeros(rows.shape), 3)[1]
+    assert ranked.tolist() == [[2, 1, 3], [1, 3, -1]]
 
 
 @pytest.mark.parametrize("weight", [-1.0, float("nan")])
