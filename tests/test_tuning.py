@@ -312,12 +312,15 @@ def test_a_threads_answers_stay_together_and_are_never_each_others_negatives(tmp
     by_thread = defaultdict(list)
     for i, r in enumerate(records):
         by_thread[r.thread].append(i)
+    # Each question scores its own answer 1, its thread's other answers about 0.86 (clear of
+    # the margin), other threads' about 0.
     rng = np.random.default_rng(0)
-    centres = {t: rng.normal(size=16) for t in by_thread}
-    a = np.stack([centres[r.thread] + 0.01 * rng.normal(size=16) for r in records])
+    centres = {t: rng.normal(size=256) / 16 for t in by_thread}
+    a = np.stack([centres[r.thread] + 0.4 * rng.normal(size=256) / 16 for r in records])
     a /= np.linalg.norm(a, axis=1, keepdims=True)
-    negs, _ = mine_hard_negatives(records, a, a, count=1, margin=0.0)
+    negs, stats = mine_hard_negatives(records, a, a, count=1, margin=0.05)
     assert all(records[j].thread != records[i].thread for i, n in enumerate(negs) for j in n)
+    assert stats.skipped_same_final >= sum(len(v) > 1 for v in by_thread.values())
     # Validation: one query per thread, every answer of the thread relevant.
     from tuning.embedder import _evaluator
 
