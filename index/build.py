@@ -11,18 +11,22 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Protocol
 
-from index.corpora import LoadConfig, LoadReport, load_corpora
-from index.layout import REJECTS_FILE, STORE_FILE
+from index.corpora import BuildError, LoadConfig, LoadReport, load_corpora
+from index.layout import LOCK_FILE, MANIFEST, PENDING_DIR, REJECTS_FILE, STORE_FILE
+from index.lock import _PART_RE, WriteLock, clean_up
 from index.manifest import load_or_new, read_manifest, write_manifest
-from index.parts import StageError, passage_settings, update_dense, update_lexical
+from index.parts import StageError, drop_pending, passage_settings, update_dense, update_lexical
 from mathcore.device import device_option
 from mathcore.linear import LINEAR_VERSION
+from mathcore.loaders import detect_format
 from mathcore.options import option
 from mathcore.store import Store
 
@@ -72,14 +76,26 @@ def store_section(store: Store, report: LoadReport | None, previous: dict) -> di
 
 
 def build_store(cfg: LoadConfig) -> tuple[LoadReport, dict]:
-    """Load corpora into the index folder's store and update its manifest."""
+    """Load corpora into the index folder's store; returns the manifest to commit (with the
+    new store section), not yet written: the caller commits it with the parts made from the
+    store (:func:`commit`), so readers never see a store section without its parts."""
     report = load_corpora(cfg)
     manifest = load_or_new(cfg.out)
     with Store(cfg.out / STORE_FILE) as store:
         manifest["store"] = store_section(store, report, manifest.get("store", {}))
     manifest["limits"] = asdict(cfg.limits)
-    write_manifest(cfg.out, manifest)
     return report, manifest
+
+
+def commit(index_dir: Path, manifest: dict) -> dict:
+    """Replace the manifest (the commit point), then drop what it no longer names: earlier
+    part folders and the pending chunks now inside the vectors.  Call it holding the lock."""
+    write_manifest(index_dir, manifest)
+    for section in ("dense", "questions"):
+        if section in manifest:
+            drop_pending(index_dir, section)
+    clean_up(index_dir)
+    return manifest
 
 
 @dataclass
@@ -150,7 +166,8 @@ def _encoder_name(cfg: IndexConfig, manifest: dict) -> str | None:
 def refresh_parts(index_dir: Path, manifest: dict, *, encoder=None, kind: str = "exact",
                   vectors: bool = True, chunk_rows: int = 2048, progress: bool = True,
                   passages: bool | None = None, stride: int | None = None) -> dict:
-    """Bring the dense and BM25 parts up to date with the store; write the manifest.
+    """Bring the dense and BM25 parts up to date with the store, then commit the manifest
+    that names them (hold the lock).
 
     *passages* and *stride* as in :func:`index.parts.update_dense` (None: as built)."""
     with Store(index_dir / STORE_FILE) as store:
@@ -158,15 +175,89 @@ def refresh_parts(index_dir: Path, manifest: dict, *, encoder=None, kind: str = 
             manifest["dense"] = update_dense(index_dir, store, encoder, manifest.get("dense"),
                                              kind=kind, chunk_rows=chunk_rows, progress=progress,
                                              passages=passages, stride=stride)
-            write_manifest(index_dir, manifest)
         manifest["lexical"] = update_lexical(index_dir, store, manifest.get("lexical"),
                                              progress=progress)
-    write_manifest(index_dir, manifest)
-    return manifest
+    return commit(index_dir, manifest)
 
 
-def build_index(cfg: IndexConfig, encoders: Encoders) -> tuple[LoadReport, dict]:
-    """Load corpora into the store, then encode and index what is new (resumable)."""
+def check_target(out: Path, replace: bool = False) -> list[str]:
+    """Make sure ``index build --out`` may write into *out*: a new or empty folder, or an index
+    folder (resumed or grown; with *replace*, emptied of its index files first).  Returns the
+    names *replace* removed.
+
+    Raises:
+        BuildError: for a folder that holds other files and no index: it is never taken over.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise BuildError(f"--out {out} is a file; give a folder for the index")
+    if not out.is_dir() or not any(out.iterdir()):
+        return []
+    if not (out / MANIFEST).is_file() and not _interrupted_first_build(out):
+        names = sorted(p.name for p in out.iterdir())
+        raise BuildError(f"--out {out} is not empty and not a mathmatch index (it holds "
+                         f"{', '.join(names[:5])}{', ...' if len(names) > 5 else ''}); "
+                         "give a new or empty folder")
+    if (out / MANIFEST).is_file():
+        read_manifest(out)  # a damaged manifest is named here, before anything is written
+    if not replace:
+        return []
+    ours = [p for p in sorted(out.iterdir()) if p.name in OWN_FILES or _PART_RE.match(p.name)]
+    for path in ours:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    logger.warning("--replace: removed the index in %s (%s)", out,
+                   ", ".join(p.name for p in ours))
+    return [p.name for p in ours]
+
+
+def _interrupted_first_build(out: Path) -> bool:
+    """Whether *out* holds what a first build killed before its first commit leaves: a
+    mathmatch record store (with its schema version) and nothing foreign."""
+    import sqlite3
+
+    store = out / STORE_FILE
+    if not store.is_file() or any(p.name not in OWN_FILES for p in out.iterdir()):
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True)) as db:
+            row = db.execute("SELECT value FROM state WHERE key='schema_version'").fetchone()
+    except sqlite3.Error:
+        return False
+    return row is not None
+
+
+# The files an index folder's writers make (besides the part folders, see index.lock).
+OWN_FILES = {MANIFEST, STORE_FILE, STORE_FILE + "-wal", STORE_FILE + "-shm", REJECTS_FILE,
+             PENDING_DIR, LOCK_FILE}
+
+
+def build_index(cfg: IndexConfig, encoders: Encoders, wait: float = 0.0,
+                replace: bool = False, new: bool = False) -> tuple[LoadReport, dict]:
+    """Load corpora into the store, then encode and index what is new (resumable).
+
+    Holds the folder's write lock (waiting up to *wait* seconds for another writer).  With
+    *new* (``index build``), the folder must be new, empty or an index (:func:`check_target`);
+    *replace* empties an index first.  ``index add`` passes an existing index.
+    """
+    for path in cfg.load.corpora:
+        detect_format(path)  # a missing or unknown corpus is said before anything is made
+    if new:
+        check_target(cfg.load.out, replace=False)
+    with WriteLock(cfg.load.out, wait=wait):
+        if new and replace:
+            check_target(cfg.load.out, replace=True)
+        if not (cfg.load.out / MANIFEST).is_file():
+            # The folder becomes an index at once (a killed first build is resumed, never
+            # taken for a foreign folder): an empty committed state.
+            with Store(cfg.load.out / STORE_FILE) as store:
+                commit(cfg.load.out, {"store": store_section(store, None, {})})
+        return _build_locked(cfg, encoders)
+
+
+def _build_locked(cfg: IndexConfig, encoders: Encoders) -> tuple[LoadReport, dict]:
     existing = load_or_new(cfg.load.out)
     name = _encoder_name(cfg, existing)
     # Checked before loading (a wrong encoder fails at once); the model itself is created
@@ -207,20 +298,26 @@ def read_ids(path: Path) -> list[str]:
 
 
 def remove_records(index_dir: Path, ids: Iterable[str], encoders: Encoders,
-                   progress: bool = True) -> tuple[int, dict]:
-    """Remove records by id from the store, the vectors and BM25; returns how many."""
-    manifest = read_manifest(index_dir)
-    with Store(index_dir / STORE_FILE) as store:
-        with store.transaction():
-            removed = store.remove(ids)
-        manifest["store"] = store_section(store, None, manifest.get("store", {}))
-    write_manifest(index_dir, manifest)
-    encoder = None
-    if "dense" in manifest:
-        encoder = encoders.load(encoders.resolve(manifest["dense"]["encoder"]), device="cpu")
-    manifest = refresh_parts(index_dir, manifest, encoder=encoder, vectors="dense" in manifest,
-                             progress=progress)
-    return len(removed), manifest
+                   progress: bool = True, wait: float = 0.0) -> tuple[list[str], dict]:
+    """Remove records by id from the store, the vectors and BM25 (holding the write lock,
+    waiting up to *wait* seconds for another writer); returns the ids that were not in the
+    index, and the committed manifest."""
+    ids = list(dict.fromkeys(ids))
+    read_manifest(index_dir)  # not an index: said before anything is created
+    with WriteLock(index_dir, wait=wait):
+        manifest = read_manifest(index_dir)
+        with Store(index_dir / STORE_FILE) as store:
+            present = {i for i in ids if store.by_id(i) is not None}
+            with store.transaction():
+                store.remove([i for i in ids if i in present])
+            manifest["store"] = store_section(store, None, manifest.get("store", {}))
+        encoder = None
+        if "dense" in manifest:
+            encoder = encoders.load(encoders.resolve(manifest["dense"]["encoder"]),
+                                    device="cpu")
+        manifest = refresh_parts(index_dir, manifest, encoder=encoder,
+                                 vectors="dense" in manifest, progress=progress)
+    return [i for i in ids if i not in present], manifest
 
 
 def index_info(index_dir: Path) -> dict[str, Any]:

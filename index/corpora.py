@@ -168,11 +168,23 @@ def load_corpora(cfg: LoadConfig) -> LoadReport:
                         raise BuildError(f"{key} changed since the interrupted build started; "
                                          f"delete {cfg.out} and build again")
                     if not cfg.replace:
-                        raise BuildError(f"{key} changed since it was loaded; use --replace to "
-                                         "load it again over the records it gave")
+                        raise BuildError(f"{key} changed since it was loaded; load it again "
+                                         "over the records it gave with `mathmatch index add "
+                                         f"{cfg.out} {key} --replace`")
                     with store.transaction():
                         store.forget_source(key)
                     state = None
+                reread = False
+                if state is not None and state["done"] and \
+                        store.count_from_source(key) < state["records"]:
+                    # Some of its records were removed since: read it again; the records
+                    # still stored are left as they are, the removed ones come back.
+                    logger.info("%s: %d of its records were removed since it was loaded; "
+                                "loading them again", key,
+                                state["records"] - store.count_from_source(key))
+                    with store.transaction():
+                        store.forget_source(key)
+                    state, reread = None, True
                 if state is not None and state["done"]:
                     report.skipped_sources.append(key)
                     logger.info("%s already loaded (%d records), skipped", key, state["records"])
@@ -186,6 +198,14 @@ def load_corpora(cfg: LoadConfig) -> LoadReport:
                 for position, results in _processed_batches(path, cfg, start, pool):
                     good = [r for r in results if not isinstance(r, Reject)]
                     bad = [r for r in results if isinstance(r, Reject)]
+                    if reread:  # the records still stored, unchanged, are not duplicates
+                        have = store.digests_of([r[0] for r in good])
+                        same = [r for r in good if have.get(r[0]) == r[-1]]
+                        good = [r for r in good if have.get(r[0]) != r[-1]]
+                        with store.transaction():
+                            store.advance_source(key, position, len(same), 0, 0.0)
+                        kept = {id(r) for r in same}
+                        results = [r for r in results if id(r) not in kept]
                     with store.transaction():
                         bad += store.insert_rows(good, replace=cfg.replace)
                         store.add_rejects(bad)

@@ -4,15 +4,19 @@ Both stages compare what they hold with the store's row ids and do only the diff
 the same code builds, resumes, adds and removes:
 
 * **dense** (``dense/``): rows of the store without a vector are encoded in chunks; each chunk
-  is written to ``dense/pending/`` as soon as it is encoded, so a killed build resumes from its
-  last chunk.  Rows gone from the store are removed.  Then the vector index is saved and the
-  pending chunks deleted.  With passages (:mod:`index.passages`) a row has one vector per
+  is written to ``pending/dense/`` as soon as it is encoded, so a killed build resumes from its
+  last chunk.  Rows gone from the store are removed.  Then the vector index is saved into a
+  fresh generation folder (``dense.N``); the pending chunks are deleted once the manifest
+  names it (:func:`drop_pending`).  With passages (:mod:`index.passages`) a row has one vector per
   passage, under passage ids; chunks hold whole records, so the same rules hold per record.
 * **lexical** (``lexical/``): BM25 statistics are global, so the index is rebuilt from the
   store's linear text whenever the store changed (a few seconds per 100k records).
 
-Each stage writes its manifest section with the store checksum it was built from; loading
-compares it with the store's (see :mod:`retriever.searcher`).
+Each stage returns its manifest section (with ``dir``, its folder, and the store checksum it
+was built from) and never touches the folder the committed manifest names: the caller commits
+the sections together by replacing the manifest (:mod:`index.layout`), so readers see the old
+state or the new one.  Loading compares each section with the manifest's store section (see
+:mod:`retriever.searcher`).
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from index._common import save_json, save_npy
-from index.layout import DENSE_DIR, LEXICAL_DIR, PENDING_DIR
+from index.layout import PENDING_DIR, SECTIONS, part_dir
+from index.lock import next_part_dir
 from index.passages import MAX_PASSAGES, passage_ids, record_rows
 from mathcore.store import Store
 from mathcore.tokens import ANALYZER_VERSION, analyze
@@ -90,6 +95,22 @@ def passage_settings(previous: dict | None, passages: bool | None, stride: int |
     return passages, stride
 
 
+def pending_dir(index_dir: Path, section_name: str) -> Path:
+    """Where the chunks of *section_name*'s vectors wait until a manifest names them."""
+    return Path(index_dir) / PENDING_DIR / SECTIONS[section_name]
+
+
+def drop_pending(index_dir: Path, section_name: str) -> None:
+    """Delete the pending chunks of *section_name*: call it once the manifest that names the
+    vectors they went into has been written (before, a crash would lose encoded work)."""
+    pending = pending_dir(index_dir, section_name)
+    if pending.exists():
+        shutil.rmtree(pending)
+    root = pending.parent
+    if root.is_dir() and not any(root.iterdir()):
+        root.rmdir()
+
+
 def _drop_stale_chunks(pending: Path, settings: dict) -> None:
     """Delete pending chunks encoded with other settings than *settings* (a build restarted
     with other flags before its first run finished): they are never mixed in."""
@@ -114,7 +135,7 @@ def _wanted_rows(store: Store, column: str) -> np.ndarray:
 
 def update_dense(index_dir: Path, store: Store, encoder: Any, previous: dict | None,
                  kind: str = "exact", chunk_rows: int = 2048, progress: bool = True,
-                 recall_queries: int = 500, folder: str = DENSE_DIR,
+                 recall_queries: int = 500, section_name: str = "dense",
                  column: str = "answer_text", passages: bool | None = None,
                  stride: int | None = None) -> dict[str, Any]:
     """Encode the store's rows that have no vector yet, drop vectors of removed rows.
@@ -133,7 +154,7 @@ def update_dense(index_dir: Path, store: Store, encoder: Any, previous: dict | N
         progress: show a progress bar.
         recall_queries: for an approximate index, how many stored questions are encoded to
             measure its recall@10 against exact search.
-        folder: the vectors' folder in the index folder.
+        section_name: the manifest section of these vectors (``dense`` or ``questions``).
         column: the store's text column encoded (``answer_text`` or ``question_text``).
         passages: one vector per passage of each text (:mod:`index.passages`), or one per
             text (its first window); None: as *previous* was built (a new folder: one per
@@ -150,16 +171,17 @@ def update_dense(index_dir: Path, store: Store, encoder: Any, previous: dict | N
     """
     from index import VectorIndex
 
-    dense = Path(index_dir) / folder
-    pending = dense / PENDING_DIR
+    folder = SECTIONS[section_name]
+    dense = part_dir(index_dir, {section_name: previous} if previous else {}, section_name)
+    pending = pending_dir(index_dir, section_name)
     spec = encoder.spec
     if previous and previous.get("encoder_checksum") != spec.checksum:
         raise StageError(
             f"{index_dir} holds vectors of encoder {previous.get('encoder')!r}, not "
-            f"{spec.name!r}: build into a new folder, or delete {dense} to re-encode")
+            f"{spec.name!r}: build into a new folder")
     if previous:
         kind = previous.get("kind", kind)
-    if (dense / "vector_index.json").is_file():
+    if previous and (dense / "vector_index.json").is_file():
         index = VectorIndex.load(dense, mmap=False)
     else:
         index = VectorIndex(encoder.dim, kind=kind)
@@ -225,11 +247,15 @@ def update_dense(index_dir: Path, store: Store, encoder: Any, previous: dict | N
         if keep.any():
             index.add(ids[keep], np.load(vecs_file, allow_pickle=False)[keep])
             added += int(keep.sum())
-    facts = index.save(dense)
-    if pending.exists():
-        shutil.rmtree(pending)
+    if previous and not (added or removed.size) and (dense / "vector_index.json").is_file():
+        facts = {"params": previous.get("params", {})}  # nothing changed: keep its folder
+        target = dense
+    else:
+        target = next_part_dir(index_dir, section_name)
+        facts = index.save(target)
     ids = index.ids()
     section = {
+        "dir": target.name,
         "encoder": spec.name, "encoder_path": spec.path, "encoder_checksum": spec.checksum,
         "dim": index.dim, "metric": "inner_product", "kind": index.kind,
         "count": int(np.unique(record_rows(ids, True)).size) if passages else len(index),
@@ -279,7 +305,7 @@ def update_lexical(index_dir: Path, store: Store, previous: dict | None, progres
     from index import LexicalIndex
 
     checksum = store.checksum()
-    lexical = Path(index_dir) / LEXICAL_DIR
+    lexical = part_dir(index_dir, {"lexical": previous} if previous else {}, "lexical")
     if (previous and previous.get("corpus_checksum") == checksum
             and previous.get("analyzer") == ANALYZER_VERSION
             and (lexical / "lexical_index.json").is_file()):
@@ -298,9 +324,8 @@ def update_lexical(index_dir: Path, store: Store, previous: dict | None, progres
     bar.close()
     index = LexicalIndex(k1=k1, b=b, method=method)
     index.build(np.asarray(ids, dtype=np.int64), tokens)
-    if lexical.exists():
-        shutil.rmtree(lexical)
-    index.save(lexical)
-    return {"method": method, "k1": k1, "b": b, "analyzer": ANALYZER_VERSION,
+    target = next_part_dir(index_dir, "lexical")
+    index.save(target)
+    return {"dir": target.name, "method": method, "k1": k1, "b": b, "analyzer": ANALYZER_VERSION,
             "count": len(index), "vocabulary": index.vocab_size, "corpus_checksum": checksum,
             "seconds": round(time.perf_counter() - t0, 3)}

@@ -16,11 +16,9 @@ Example:
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
-from index.layout import QUESTIONS_DIR
 from index.parts import update_dense
 from mathcore.store import Store
 
@@ -36,8 +34,10 @@ def encoder_name(manifest: dict, encoder: str | None) -> str | None:
     return dense.get("encoder") if dense else None
 
 
-def current(section: dict | None, store: Store, checksum: str, folder: Path) -> bool:
-    return bool(section) and section.get("corpus_checksum") == store.checksum() \
+def current(section: dict | None, store_checksum: str, checksum: str, folder: Path) -> bool:
+    """Whether the question vectors *section* (in *folder*) were made from the store state of
+    *store_checksum* by the encoder of *checksum*."""
+    return bool(section) and section.get("corpus_checksum") == store_checksum \
         and section.get("encoder_checksum") == checksum \
         and (folder / "vector_index.json").is_file()
 
@@ -51,11 +51,10 @@ def build_question_vectors(index_dir: Path, store: Store, encoder: Any, previous
     Returns:
         The manifest section to write (encoder, count, corpus checksum, timing).
     """
-    folder = Path(index_dir) / QUESTIONS_DIR
     if previous and previous.get("encoder_checksum") != encoder.spec.checksum:
+        # A new generation folder; the old one goes once the manifest no longer names it.
         logger.info("%s: question vectors of another encoder; encoding them again", index_dir)
-        shutil.rmtree(folder, ignore_errors=True)
         previous = None
     logger.info("encoding the questions of %s (duplicate search; saved for later)", index_dir)
     return update_dense(index_dir, store, encoder, previous, chunk_rows=1024, progress=progress,
-                        folder=QUESTIONS_DIR, column="question_text")
+                        section_name=SECTION, column="question_text")

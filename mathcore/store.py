@@ -68,7 +68,22 @@ CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 
 class StoreError(RuntimeError):
-    """The store file is missing, of another version, or cannot be written."""
+    """The store file is missing, damaged, of another version, or cannot be written."""
+
+
+def read_only_uri(path: Path) -> str:
+    """The SQLite URI that opens *path* read-only (any character of the path quoted)."""
+    return Path(path).absolute().as_uri() + "?mode=ro"
+
+
+def _open_error(path: Path, exc: sqlite3.DatabaseError) -> str:
+    """What to tell about a store SQLite could not open or read."""
+    if getattr(exc, "sqlite_errorname", "") in ("SQLITE_NOTADB", "SQLITE_CORRUPT") \
+            or "no such table" in str(exc):
+        return (f"{path}: not a readable record store ({exc}): the file is damaged; it holds "
+                "the records, which no other part of the index can restore: rebuild the index "
+                "into a new folder with `mathmatch index build CORPUS... --out NEW_DIR`")
+    return f"{path}: cannot open the record store ({exc})"
 
 
 @dataclass(frozen=True)
@@ -110,10 +125,25 @@ class Store:
 
     def __init__(self, path: Path, readonly: bool = False) -> None:
         self.path = Path(path)
+        if readonly and not self.path.is_file():
+            raise StoreError(f"{self.path}: no record store here (build an index first)")
+        try:
+            self._open(readonly)
+        except BaseException as exc:
+            if "_db" in self.__dict__:
+                self._db.close()
+            if isinstance(exc, sqlite3.DatabaseError):  # OperationalError included
+                raise StoreError(_open_error(self.path, exc)) from exc
+            raise
+
+    def _open(self, readonly: bool) -> None:
         if readonly:
-            if not self.path.is_file():
-                raise StoreError(f"{self.path}: no record store here (build an index first)")
-            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            self._db = sqlite3.connect(read_only_uri(self.path), uri=True)
+            # Connecting reads nothing: this first read fails on a file that is no store.
+            version = self._state("schema_version")
+            if version is not None and int(version) != SCHEMA_VERSION:
+                raise StoreError(f"{self.path}: store schema {version}, this mathmatch reads "
+                                 f"{SCHEMA_VERSION}; rebuild the index")
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path)
@@ -198,7 +228,8 @@ class Store:
                     raise
                 if not replace:
                     rejects.append(Reject(row[2], f"duplicate id {row[0]!r}: already loaded "
-                                          f"from {old[1]} (use --replace to replace it)", row[0]))
+                                          f"from {old[1]} (`mathmatch index add --replace` "
+                                          "replaces it)", row[0]))
                     continue
                 cur.execute("DELETE FROM records WHERE rowid=?", (old[0],))
                 removed.append(old[2])
@@ -254,6 +285,22 @@ class Store:
                          "seconds=seconds+?, done=? WHERE path=?",
                          (position, records, rejects, seconds, int(done), path))
 
+    def count_from_source(self, path: str) -> int:
+        """How many stored records came from the source *path* (by their origins)."""
+        return self._db.execute("SELECT COUNT(*) FROM records WHERE origin=? OR "
+                                "substr(origin, 1, ?) IN (?, ?)",
+                                (path, len(path) + 1, path + ":", path + "/")).fetchone()[0]
+
+    def digests_of(self, ids: Sequence[str]) -> dict[str, bytes]:
+        """The content digests of the stored records among *ids* (absent ids are left out)."""
+        out: dict[str, bytes] = {}
+        for start in range(0, len(ids), 900):
+            chunk = list(ids[start:start + 900])
+            marks = ",".join("?" * len(chunk))
+            out.update(self._db.execute(f"SELECT id, digest FROM records WHERE id IN ({marks})",
+                                        chunk))
+        return out
+
     # --- reading ---------------------------------------------------------------------------
     def count(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0]
@@ -298,11 +345,14 @@ class Store:
                 found[row[0]] = _stored(row)
         return [found[r] for r in rowids if r in found]
 
-    def texts(self, rowids: Sequence[int], column: str = "answer_text") -> list[str]:
-        """One derived text column for the given rowids, in the order asked.
+    def texts(self, rowids: Sequence[int], column: str = "answer_text",
+              missing: str | None = None) -> list[str]:
+        """One derived text column for the given rowids, in the order asked; a rowid not in
+        the store gives *missing* (a reader of an older committed state meets rows removed
+        since) or, when *missing* is None, an error.
 
         Raises:
-            KeyError: naming a rowid that is not in the store.
+            KeyError: naming a rowid that is not in the store (*missing* None).
         """
         if column not in ("answer_text", "question_text", "final_text"):
             raise ValueError(f"unknown text column {column!r}")
@@ -312,9 +362,11 @@ class Store:
             marks = ",".join("?" * len(chunk))
             found.update(self._db.execute(
                 f"SELECT rowid, {column} FROM records WHERE rowid IN ({marks})", chunk))
-        missing = [r for r in rowids if r not in found]
-        if missing:
-            raise KeyError(f"rowid {missing[0]} is not in the store {self.path}")
+        if missing is not None:
+            return [found.get(r, missing) for r in rowids]
+        absent = [r for r in rowids if r not in found]
+        if absent:
+            raise KeyError(f"rowid {absent[0]} is not in the store {self.path}")
         return [found[r] for r in rowids]
 
     def by_id(self, record_id: str) -> StoredRecord | None:

@@ -11,8 +11,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from index.layout import QUESTIONS_DIR, STORE_FILE
-from index.manifest import ManifestError, load_or_new, write_manifest
+from index.layout import STORE_FILE, part_dir
+from index.lock import WriteLock
+from index.manifest import ManifestError, load_or_new, read_manifest
 from index.questions import SECTION, build_question_vectors, current, encoder_name
 from mathcore.store import Store
 
@@ -30,8 +31,8 @@ class QuestionIndex:
 
     @classmethod
     def open(cls, index_dir: Path, encoder: str | None = None, device: str = "cpu",
-             build: bool = True, progress: bool = False, store: Store | None = None
-             ) -> QuestionIndex:
+             build: bool = True, progress: bool = False, store: Store | None = None,
+             wait: float = 0.0) -> QuestionIndex:
         """Load (building or refreshing when needed) the question vectors of *index_dir*.
 
         Args:
@@ -43,6 +44,7 @@ class QuestionIndex:
                 False that is an error.
             progress: show a progress bar while encoding.
             store: the index's store, already open (default: opened read-only here).
+            wait: seconds to wait for another writer of the folder before building.
 
         Raises:
             ManifestError: not an index folder, or (``build=False``) no current vectors.
@@ -56,20 +58,18 @@ class QuestionIndex:
             raise ManifestError(f"{index_dir}: not an index folder (no manifest.json)")
         store = store or Store(index_dir / STORE_FILE, readonly=True)
         enc = Encoder(encoder_name(manifest, encoder), device=device)
-        folder = index_dir / QUESTIONS_DIR
-        section = manifest.get(SECTION)
-        if not current(section, store, enc.spec.checksum, folder):
+        committed = manifest.get("store", {}).get("checksum")
+        folder = part_dir(index_dir, manifest, SECTION)
+        if not current(manifest.get(SECTION), committed, enc.spec.checksum, folder):
             if not build:
                 raise ManifestError(f"{index_dir}: no current question vectors; run "
                                     f"`mathmatch dedup {index_dir}` once to build them")
-            if store.count() == 0:
+            if not manifest.get("store", {}).get("records"):
                 raise ManifestError(f"{index_dir}: the index holds no records")
-            if not (folder.parent / STORE_FILE).is_file():
+            if not (index_dir / STORE_FILE).is_file():
                 raise ManifestError(f"{index_dir}: no record store")
-            section = build_question_vectors(index_dir, store, enc, section, progress=progress)
-            manifest = load_or_new(index_dir)  # re-read: keep what others wrote meanwhile
-            manifest[SECTION] = section
-            write_manifest(index_dir, manifest)
+            manifest = _build_questions(index_dir, enc, wait, progress)
+            folder = part_dir(index_dir, manifest, SECTION)
         vectors = VectorIndex.load(folder, mmap=True)
         return cls(index_dir, store, vectors, enc)
 
@@ -92,3 +92,26 @@ class QuestionIndex:
 
     def close(self) -> None:
         self.store.close()
+
+
+def _build_questions(index_dir: Path, enc: Any, wait: float, progress: bool) -> dict:
+    """Encode the questions under the folder's write lock and commit them; returns the
+    manifest committed (another writer may have built them while this one waited)."""
+    from index.build import commit
+
+    with WriteLock(index_dir, wait=wait):
+        manifest = read_manifest(index_dir)
+        section = manifest.get(SECTION)
+        committed = manifest["store"]["checksum"]
+        if current(section, committed, enc.spec.checksum, part_dir(index_dir, manifest,
+                                                                     SECTION)):
+            return manifest
+        with Store(index_dir / STORE_FILE) as store:
+            if store.checksum() != committed:
+                raise ManifestError(
+                    f"{index_dir}: its store holds records its manifest does not name (an "
+                    "`index add` or `index build` was interrupted); run it again to finish, "
+                    "then find duplicates")
+            manifest[SECTION] = build_question_vectors(index_dir, store, enc, section,
+                                                       progress=progress)
+        return commit(index_dir, manifest)

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import logging
 import re
+from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from index.layout import DENSE_DIR, LEXICAL_DIR, STORE_FILE
+from index.layout import STORE_FILE, part_dir
 from index.manifest import ManifestError, read_manifest
 from mathcore.linear import LINEAR_VERSION
 from mathcore.runs import Run, linear_query
@@ -41,17 +42,19 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODE = "hybrid"
 
 
-def _check_part(manifest: dict, section: str, store: Store, index_dir: Path) -> dict:
+def _check_part(manifest: dict, section: str, index_dir: Path) -> dict:
+    """The manifest's *section*, checked against the manifest's own store section: the last
+    committed state (the store itself may be ahead while a writer works)."""
     part = manifest.get(section)
     if part is None:
         raise ManifestError(f"{index_dir} has no {section} index: build it with "
                             f"`mathmatch index build CORPUS... --out {index_dir}`")
-    if part.get("corpus_checksum") != store.checksum():
+    store = manifest.get("store", {})
+    if part.get("corpus_checksum") != store.get("checksum"):
         raise ManifestError(
-            f"{index_dir}: the {section} index ({part.get('count')} records) was built from "
-            f"another state of the store ({store.count()} records now); bring it up to date "
-            f"with `mathmatch index build CORPUS... --out {index_dir}` (it only does the "
-            "difference)")
+            f"{index_dir}: its manifest names a {section} index ({part.get('count')} records) "
+            f"made from another state of the store ({store.get('records')} records): the "
+            f"folder is damaged; `mathmatch index verify {index_dir}` says what to repair")
     return part
 
 
@@ -106,7 +109,9 @@ class Searcher:
         scores, rows = self.search_rows([search_text(qid, text) for qid, text in pairs], k,
                                         questions=[text for _, text in pairs])
         ids = self.store.ids_of(sorted({int(r) for r in rows.ravel() if r >= 0}))
-        return {qid: {ids[int(r)]: float(s) for s, r in zip(srow, rrow, strict=True) if r >= 0}
+        # A row missing from the store was removed after the state this searcher reads.
+        return {qid: {ids[int(r)]: float(s) for s, r in zip(srow, rrow, strict=True)
+                      if r >= 0 and int(r) in ids}
                 for (qid, _), srow, rrow in zip(pairs, scores, rows, strict=True)}
 
     def close(self) -> None:
@@ -145,7 +150,20 @@ def open_searcher(index_dir: Path, mode: str = DEFAULT_MODE, encoder: str | None
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     index_dir = Path(index_dir)
-    manifest = read_manifest(index_dir)
+    for attempt in range(3):
+        manifest = read_manifest(index_dir)
+        try:
+            return _open(index_dir, manifest, mode, encoder, device, batch_size, depth, fusion,
+                         weights, givens_weight, formula_weight, symbolic_timeout, mmap)
+        except FileNotFoundError:
+            # A writer committed and removed the parts this manifest named: read the new one.
+            if attempt == 2 or read_manifest(index_dir) == manifest:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _open(index_dir, manifest, mode, encoder, device, batch_size, depth, fusion, weights,
+          givens_weight, formula_weight, symbolic_timeout, mmap) -> Searcher:
     written = manifest.get("store", {}).get("linear_version", 1)
     if written != LINEAR_VERSION:
         logger.warning("%s: its records were linearised by an older mathmatch (linear text "
@@ -158,7 +176,7 @@ def open_searcher(index_dir: Path, mode: str = DEFAULT_MODE, encoder: str | None
         from index import VectorIndex
         from retriever.encoder import Encoder, EncoderSpec
 
-        part = _check_part(manifest, "dense", store, index_dir)
+        part = _check_part(manifest, "dense", index_dir)
         if encoder is not None:
             spec = EncoderSpec.resolve(encoder)
             if spec.checksum != part["encoder_checksum"]:
@@ -172,21 +190,23 @@ def open_searcher(index_dir: Path, mode: str = DEFAULT_MODE, encoder: str | None
         if enc.spec.checksum != part["encoder_checksum"]:
             raise ManifestError(f"the encoder at {enc.spec.path} changed since {index_dir} was "
                                 "built (its files differ); rebuild the index")
-        vectors = VectorIndex.load(index_dir / DENSE_DIR, mmap=mmap,
+        vectors = VectorIndex.load(part_dir(index_dir, manifest, "dense"), mmap=mmap,
                                    device="cpu" if part["kind"] != "exact" else enc.device)
         # A manifest without "passages": one vector per record, under its rowid (as before).
         dense = DenseRetriever(vectors, enc, passages=bool(part.get("passages", False)))
     if mode in ("bm25", "hybrid"):
         from index import LexicalIndex
 
-        _check_part(manifest, "lexical", store, index_dir)
-        lexical = LexicalRetriever(LexicalIndex.load(index_dir / LEXICAL_DIR, mmap=mmap))
+        _check_part(manifest, "lexical", index_dir)
+        lexical = LexicalRetriever(LexicalIndex.load(part_dir(index_dir, manifest, "lexical"),
+                                                     mmap=mmap))
     if mode == "dense":
         retriever: Any = dense
     elif mode == "bm25":
         retriever = lexical
     else:
-        givens = GivensAgreement(store.texts, givens_weight) if givens_weight else None
+        givens = GivensAgreement(partial(store.texts, missing=""), givens_weight) \
+            if givens_weight else None
         formulas = FormulaAgreement(answer_sources(store), formula_weight,
                                     timeout=symbolic_timeout) if formula_weight else None
         weights = fusion_weights(fusion) if weights is None else weights

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from index import VectorIndex
+from index.layout import part_dir
 from index.manifest import read_manifest
 from index.passages import MAX_PASSAGES, SLOTS, best_per_record, passage_ids, record_rows
 from mathcore.records import Record, derive
@@ -77,7 +78,7 @@ def _expected_counts(encoder: Encoder, texts: list[str]) -> list[int]:
 def _check_passages_map_records(index: Path, encoder: Encoder) -> np.ndarray:
     """Every stored record holds exactly its passages 0..c-1 (c its number of windows), and
     no id of another row is there; returns the passage ids."""
-    ids = VectorIndex.load(index / "dense").ids()
+    ids = VectorIndex.load(part_dir(index, read_manifest(index), "dense")).ids()
     assert np.unique(ids).size == ids.size
     with Store(index / "records.sqlite", readonly=True) as store:
         rowids = store.rowids()
@@ -201,7 +202,7 @@ def test_passage_index_maps_passages_to_records_through_add_and_remove(tmp_path,
 
     # Search: record rows, each once, scored by its best passage.
     searcher = open_searcher(out, "dense", device="cpu")
-    vectors = VectorIndex.load(out / "dense")
+    vectors = VectorIndex.load(part_dir(out, read_manifest(out), "dense"))
     all_ids = vectors.ids()
     q = encoder.encode(QUERIES)
     sims = q @ vectors.vectors_of(all_ids).T
@@ -229,7 +230,7 @@ def test_index_without_passages_searches_as_before(tmp_path, short_encoder, enco
     _build(out, short_encoder)
     dense = read_manifest(out)["dense"]
     assert not {"passages", "window", "stride", "passage_count"} & set(dense)
-    vectors = VectorIndex.load(out / "dense")
+    vectors = VectorIndex.load(part_dir(out, read_manifest(out), "dense"))
     with Store(out / "records.sqlite", readonly=True) as store:
         rowids = store.rowids()
         texts = store.texts(rowids)
@@ -274,7 +275,7 @@ def test_killed_passage_build_resumes_without_loss_or_doubles(tmp_path, short_en
            "--passages"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, env=env, cwd=tmp_path)
-    pending = out / "dense" / "pending"
+    pending = out / "pending" / "dense"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
         if len(list(pending.glob("chunk-*.ids.npy"))) >= 3:
@@ -283,7 +284,7 @@ def test_killed_passage_build_resumes_without_loss_or_doubles(tmp_path, short_en
     assert proc.poll() is None, "the build finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert not (out / "dense" / "vector_index.json").exists()
+    assert "dense" not in read_manifest(out)  # nothing committed
     chunks = sorted(pending.glob("chunk-*.ids.npy"))
     assert len(chunks) >= 3
     # The pending chunks hold passage ids of whole records.
@@ -328,10 +329,14 @@ def test_interrupted_passage_build_resumes_as_it_began(tmp_path, short_encoder, 
         with pytest.raises(Stop):
             update_dense(out, store, Interrupted(encoder, 2), None, chunk_rows=50,
                          progress=False, passages=True)
-        assert len(list((out / "dense" / "pending").glob("chunk-*.ids.npy"))) == 2
+        assert len(list((out / "pending" / "dense").glob("chunk-*.ids.npy"))) == 2
         again = Interrupted(encoder, 100)
         section = update_dense(out, store, again, None, chunk_rows=50, progress=False)
     assert again.calls == 4  # 200 records left, 50 a chunk
     assert section["passages"] is True and section["count"] == 300
     assert section["encode"]["records"] == 200
+    from index.build import commit
+
+    commit(out, {**read_manifest(out), "dense": section})
+    assert not (out / "pending").exists()  # the chunks went with the commit
     _check_passages_map_records(out, encoder)
