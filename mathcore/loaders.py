@@ -2,8 +2,10 @@
 
 Every loader yields :class:`~mathcore.records.Record` or :class:`~mathcore.records.Reject`
 items one at a time, so a corpus of any size is never held in memory.  Input that cannot be
-read as a record (bad JSON, invalid UTF-8, a missing field, an oversized line) becomes a
-``Reject`` naming the file and line; the loader carries on with the next one.
+read as a record (bad JSON, invalid UTF-8, a missing field, an id holding whitespace or a
+control character, an oversized line) becomes a ``Reject`` naming the file and line; the loader
+carries on with the next one.  A truncated or damaged ``.gz`` file keeps the records read
+before the damage and gives one reject naming the file and the line reached.
 
 Formats:
 
@@ -25,13 +27,14 @@ import gzip
 import json
 import os
 import re
+import zlib
 from pathlib import Path
 from typing import IO, Iterable, Iterator, NamedTuple, Union
 
 from lxml import etree
 
 from mathcore.mathml import DEFAULT_LIMITS, MATHML_NS, Limits, MathMLError, parse_fragment
-from mathcore.records import Derived, Record, RecordError, Reject, derive
+from mathcore.records import Derived, Record, RecordError, Reject, derive, id_problem
 
 Item = Union[Record, Reject]
 MATHML_SUFFIXES = (".mml", ".xml", ".xhtml", ".html", ".htm")
@@ -40,6 +43,8 @@ _RECORD_KEYS = ("id", "question", "answer", "final", "source")
 # SQLite can hold.  Only lines with such an escape are checked.
 _SURROGATE_ESCAPE_RE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
+# What reading a cut or corrupted ``.gz`` file raises (BadGzipFile also for a bad CRC).
+_GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
 
 
 class CorpusError(ValueError):
@@ -123,15 +128,24 @@ def _jsonl_units(path: Path, kind: str, limits: Limits, start: int) -> Iterator[
     else:
         source = path.name.split(".")[0]
     with _open(path) as fh:
-        for lineno, raw in enumerate(_bounded_lines(fh, limits.max_bytes), 1):
-            if lineno <= start:
-                continue
-            origin = f"{path}:{lineno}"
-            if raw is None:
-                yield Unit(kind, origin, lineno, source, None,
-                           f"line longer than the limit of {limits.max_bytes} bytes")
-            elif raw.strip():
-                yield Unit(kind, origin, lineno, source, raw)
+        lineno = 0
+        try:
+            for lineno, raw in enumerate(_bounded_lines(fh, limits.max_bytes), 1):
+                if lineno <= start:
+                    continue
+                origin = f"{path}:{lineno}"
+                if raw is None:
+                    yield Unit(kind, origin, lineno, source, None,
+                               f"line longer than the limit of {limits.max_bytes} bytes")
+                elif raw.strip():
+                    yield Unit(kind, origin, lineno, source, raw)
+        except _GZIP_ERRORS as exc:
+            # The lines read so far are good; the rest of the file cannot be read.  One reject,
+            # at the line where reading stopped (a resumed load does not report it twice).
+            if lineno + 1 > start:
+                yield Unit(kind, f"{path}:{lineno + 1}", lineno + 1, source, None,
+                           f"truncated or damaged gzip ({exc}): the records after line {lineno} "
+                           "are lost; the file must be re-exported")
 
 
 def _parse_json_line(unit: Unit) -> dict | Reject:
@@ -177,6 +191,15 @@ def _record_from_beir(obj: dict, unit: Unit) -> Item:
 
 def parse_unit(unit: Unit, limits: Limits = DEFAULT_LIMITS) -> Item:
     """Turn one unit of input into a record, or a reject that says why not."""
+    item = _parse_unit(unit, limits)
+    if isinstance(item, Record) and item.id.strip():  # a blank id: "missing id" (derive)
+        problem = id_problem(item.id)  # the id must fit in a column of a TREC run file
+        if problem:
+            return Reject(item.origin, problem, item.id)
+    return item
+
+
+def _parse_unit(unit: Unit, limits: Limits) -> Item:
     if unit.error is not None:
         return Reject(unit.origin, unit.error)
     if unit.kind == "file":
@@ -374,16 +397,19 @@ def detect_format(path: Path) -> str:
             or path.suffix == ".json"):
         raise CorpusError(f"{path}: unknown corpus format (expected .jsonl, .jsonl.gz, a MathML "
                           "file or a folder)")
-    with _open(path) as fh:
-        for raw in _bounded_lines(fh, 1 << 20):
-            if raw is None or not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw.removeprefix(b"\xef\xbb\xbf"))
-            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-                continue
-            if isinstance(obj, dict):
-                return "beir" if "_id" in obj and "id" not in obj else "records"
+    try:
+        with _open(path) as fh:
+            for raw in _bounded_lines(fh, 1 << 20):
+                if raw is None or not raw.strip():
+                    continue
+                try:
+                    obj = json.loads(raw.removeprefix(b"\xef\xbb\xbf"))
+                except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+                    continue
+                if isinstance(obj, dict):
+                    return "beir" if "_id" in obj and "id" not in obj else "records"
+    except _GZIP_ERRORS:
+        pass  # damaged before its first record: loading it reports the damage as a reject
     return "records"
 
 

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Mapping
@@ -23,6 +24,24 @@ from mathcore.linear import to_linear
 from mathcore.mathml import DEFAULT_LIMITS, Limits, MathMLError, parse_math, split_math
 
 TEXT_FIELDS = ("question", "answer", "final")
+# Whitespace (ASCII or Unicode) and control characters: an id holding one breaks the TREC run
+# and qrels formats, whose columns are separated by whitespace, one row a line.
+_BAD_ID_CHAR_RE = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
+
+
+def id_problem(value: str) -> str | None:
+    """Why *value* cannot be a record or query id, or None when it can.
+
+    Ids end up as columns of TREC run and qrels files: whitespace or a control character
+    (space, tab, newline, ``\\x00``-``\\x1f``, ``\\x7f``) in one would split or break a line.
+
+    Example:
+        >>> id_problem("a b")
+        "id 'a b' contains whitespace or control characters"
+    """
+    if _BAD_ID_CHAR_RE.search(value):
+        return f"id {value!r} contains whitespace or control characters"
+    return None
 
 
 @dataclass(frozen=True)

@@ -229,20 +229,20 @@ def test_dedup_queries_and_mining(sample_index, tmp_path, run_cli):
                        + json.dumps({"id": "changed", "question": other}) + "\n"
                        + json.dumps({"id": "answered", "question": seed,
                                      "final": rec.record.final}) + "\n"
-                       + json.dumps({"id": "other answer", "question": seed,
+                       + json.dumps({"id": "other-answer", "question": seed,
                                      "final": "123456789"}) + "\n")
     out = tmp_path / "dups.jsonl"
     assert run_cli(["-q", "dedup", idx, "--queries", queries, "--k", "3", "--out", out,
                     "--device", "cpu"]) == 0
     rows = {r["query_id"]: r for r in map(json.loads, out.read_text().splitlines())}
-    assert set(rows) == {"same", "changed", "answered", "other answer"}
+    assert set(rows) == {"same", "changed", "answered", "other-answer"}
     top = rows["same"]["candidates"][0]
     assert top["doc_id"] == rec.record.id and top["duplicate"] is True
     assert set(top) == {"doc_id", "score", "duplicate"}
     assert rows["answered"]["candidates"][0] == top
     # The same question with another final answer is not the record's duplicate.
     assert all(not (c["doc_id"] == rec.record.id and c["duplicate"])
-               for c in rows["other answer"]["candidates"])
+               for c in rows["other-answer"]["candidates"])
     if other != seed:
         assert all(not (c["doc_id"] == rec.record.id and c["duplicate"])
                    for c in rows["changed"]["candidates"])
