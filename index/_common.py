@@ -20,6 +20,24 @@ PAD_ID = -1
 
 FORMAT_VERSION = 1
 
+# What to do about a damaged file of an index folder (the folder is not known down here).
+REPAIR_HINT = ("rebuild the index (`mathmatch index build CORPUS... --out NEW_DIR`), or run "
+               "`mathmatch index verify DIR`, which says whether the damaged part can be "
+               "rebuilt from the index's record store")
+
+
+class DamagedFileError(ValueError):
+    """A file of an index that cannot be read as what it should be.
+
+    The message names the file, says what is wrong (``reason``, also on its own) and how to
+    repair it.
+    """
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"{path}: {reason}: the file is damaged; {REPAIR_HINT}")
+
+
 FAISS_INSTALL_HINT = (
     "Install it with `pip install faiss-cpu`. For GPU FAISS use the `gpu` extra instead, which "
     "REPLACES faiss-cpu (never install both): `pip uninstall -y faiss-cpu && pip install "
@@ -126,15 +144,19 @@ def load_json(path: Path, expected_format: str) -> dict:
 
     Raises:
         FileNotFoundError: the file is missing.
-        ValueError: the file is not JSON, or is for another format or a newer version.
+        ValueError: the file is not JSON (:class:`DamagedFileError`), or is for another format
+            or a newer version.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: is this a saved {expected_format} folder?")
+        raise FileNotFoundError(f"{path} not found: is this a saved {expected_format} folder? "
+                                f"If it is part of an index folder, {REPAIR_HINT}")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DamagedFileError(path, f"not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise DamagedFileError(path, f"expected a JSON object, found {type(meta).__name__}")
     if meta.get("format") != expected_format:
         raise ValueError(
             f"{path}: expected format {expected_format!r}, found {meta.get('format')!r}"
@@ -148,9 +170,56 @@ def load_json(path: Path, expected_format: str) -> dict:
     return meta
 
 
+def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """The shape and dtype of a ``.npy`` file and the size it should have, from its header
+    alone (nothing else is read).
+
+    Returns:
+        ``(shape, dtype, expected file size in bytes)``.
+
+    Raises:
+        DamagedFileError: when it is not a ``.npy`` file of plain values (a short or garbled
+            header, or pickled objects).
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+            else:
+                shape = None
+            offset = fh.tell()
+        if shape is None:  # 3.0 (utf-8 field names), never written here: numpy reads it
+            mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+            shape, dtype, offset = mapped.shape, mapped.dtype, int(mapped.offset)
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        raise DamagedFileError(path, f"not a readable .npy file ({exc})") from exc
+    if dtype.hasobject:
+        raise DamagedFileError(path, "holds Python objects (pickle), which mathmatch never "
+                                     "writes")
+    return tuple(shape), dtype, offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+
+
 def load_npy(path: Path, mmap: bool) -> np.ndarray:
-    """Loads a ``.npy`` array without pickle, memory-mapped read-only when ``mmap``."""
+    """Loads a ``.npy`` array without pickle, memory-mapped read-only when ``mmap``.
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        DamagedFileError: (a ValueError) when it is truncated or not a ``.npy`` file.
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found")
-    return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        raise FileNotFoundError(f"{path} not found: the index part that holds it is "
+                                f"incomplete or damaged; {REPAIR_HINT}")
+    shape, dtype, expected = npy_header(path)
+    size = path.stat().st_size
+    if size < expected:
+        raise DamagedFileError(path, f"truncated to {size:,} bytes, but its header describes "
+                                     f"{dtype} {list(shape)} ({expected:,} bytes)")
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DamagedFileError(path, f"cannot be read ({exc})") from exc

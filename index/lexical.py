@@ -265,6 +265,8 @@ class LexicalIndex:
             )
         index._ids = ids
         if meta["vocab_size"]:
+            for path in sorted(directory.glob("*.npy")):  # bm25s's own files: named if damaged
+                load_npy(path, mmap=True)
             model = bm25s.BM25.load(directory, mmap=mmap, load_corpus=False, show_progress=False)
             num_docs = model.scores["num_docs"]
             if num_docs != ids.size or model.method != meta["method"]:

@@ -32,13 +32,27 @@ def read_manifest(index_dir: Path) -> dict[str, Any]:
     """The manifest of an index folder.
 
     Raises:
-        ManifestError: when it is missing or of a format this version cannot read.
+        ManifestError: when it is missing, unreadable, or of a format this version cannot
+            read.
     """
     path = Path(index_dir) / MANIFEST
     if not path.is_file():
         raise ManifestError(f"{index_dir}: not an index folder (no {MANIFEST}); "
                             "create one with `mathmatch index build CORPUS --out DIR`")
-    data = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot be read ({exc})") from exc
+    try:
+        data = json.loads(text)
+    except ValueError as exc:  # bad JSON, or bad UTF-8
+        raise ManifestError(f"{path}: not valid JSON ({exc}): the manifest is damaged; "
+                            "rebuild the index with `mathmatch index build CORPUS... --out "
+                            "NEW_DIR`") from exc
+    if not isinstance(data, dict):
+        raise ManifestError(f"{path}: expected a JSON object, found {type(data).__name__}: the "
+                            "manifest is damaged; rebuild the index with "
+                            "`mathmatch index build CORPUS... --out NEW_DIR`")
     version = data.get("format_version")
     if version != FORMAT_VERSION:
         raise ManifestError(f"{path}: format version {version}, this mathmatch "
