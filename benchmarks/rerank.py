@@ -1,6 +1,6 @@
 """Does the cross-scorer help matching? Dev MRR@10 and R@1 of the first stage, reranked.
 
-    python -m benchmarks.rerank --index DIR --rerank CKPT [--data ../shared/data]
+    python -m benchmarks.rerank --index DIR --rerank CKPT [--data ../shared/data] [--task T]
                                 [--mode hybrid] [--depth N] [--stride 5]
                                 [--out build/bench/rerank.json]
 
@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Sequence
 
 from benchmarks.machine import DEFAULT_DATA, describe, machine, save_result
-from benchmarks.splits import dev_match, halves, print_split_table
+from benchmarks.splits import TASKS, dev_task, halves, print_split_table
 from mathcore.runs import Run
 from mathmatch.pipeline import MatchConfig, Pipeline
 from reranker.scorer import DEFAULT_RERANK_DEPTH
@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--index", type=Path, required=True)
     p.add_argument("--rerank", type=Path, required=True, help="reranker checkpoint folder")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--task", choices=TASKS, default="match",
+                   help="dev task whose judged queries are reranked (default: match)")
     add_options(p, MatchConfig, only=("mode", "device"), defaults={"device": "cpu"})
     p.add_argument("--depth", type=int, default=None,
                    help="candidates rescored (default: the pipeline's rerank depth: the depth "
@@ -87,7 +89,7 @@ def _measure(args: argparse.Namespace, pipeline: Pipeline) -> int:
     from reranker.model import folder_checksum
     from reranker.scorer import read_fusion, reorder, resolve_checkpoint
 
-    queries, qrels = dev_match(args.data, args.stride)
+    queries, qrels = dev_task(args.data, args.task, args.stride)
     splits = halves(queries)
     depth = pipeline.rerank_depth  # --depth, else the checkpoint's (loads the cross-scorer)
 
@@ -128,7 +130,7 @@ def _measure(args: argparse.Namespace, pipeline: Pipeline) -> int:
     fused = [f"fused {w}" for w in WEIGHTS]
     chosen = max(fused, key=lambda n: (table[n]["even"]["all"]["mrr@10"], n))
     result = {
-        "task": "dev match queries, every stride-th", "mode": pipeline.config.mode,
+        "task": f"dev {args.task} queries, every stride-th", "mode": pipeline.config.mode,
         "depth": depth, "stride": args.stride, "queries": len(queries), "pairs": pairs,
         "search_seconds": round(search_s, 1), "score_seconds": round(score_s, 1),
         "pairs_per_second": round(pairs / score_s, 2), "chosen_weight": chosen,

@@ -52,6 +52,7 @@ class DedupConfig:
 
     index: Path
     queries: Path | None = None
+    queries_format: str = "auto"  # how *queries* is read (mathcore.runs.QUERY_FORMATS)
     threshold: float | None = option(None, "duplicate score from which a pair is a duplicate",
                                      metavar="T", default_text="chosen on dev pairs")
     k: int = option(10, "candidates per question")
@@ -234,7 +235,8 @@ def run_dedup(cfg: DedupConfig, out: IO[str], progress: bool = False) -> dict:
             return {"groups": len(groups), "records": sum(len(g) for g, _ in groups)}
         n = dups = 0
         bar = tqdm(unit="q", desc="dedup", disable=not progress)
-        for batch in batched(iter_queries_with_finals(cfg.queries), cfg.batch_size):
+        queries = iter_queries_with_finals(cfg.queries, cfg.queries_format)
+        for batch in batched(queries, cfg.batch_size):
             finals = {qid: final for qid, _, final in batch if final}
             found = finder.find([(qid, text) for qid, text, _ in batch], cfg.k, finals=finals)
             for (qid, _, _), cands in zip(batch, found, strict=True):

@@ -30,6 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from mathcore.outputs import write_text
 from retriever.encoder import BASE_ENCODER, default_model_path
 
 logger = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def save_judge(out: Path, lora: dict[str, tuple[Any, Any]], head_weight: Any, he
         tensors[f"{name}.lora_A"] = a.detach().cpu().float().contiguous()
         tensors[f"{name}.lora_B"] = b.detach().cpu().float().contiguous()
     save_file(tensors, str(out / WEIGHTS))
-    (out / CONFIG).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    write_text(out / CONFIG, json.dumps(meta, indent=2) + "\n")
 
 
 class InsertionJudge:

@@ -22,3 +22,16 @@ __all__ = [
     "iter_corpus", "iter_formulas", "iter_source", "parse_math", "query_text",
     "read_mathml_file", "split_math", "to_linear",
 ]
+
+import logging as _logging
+
+
+class _QuietKernels(_logging.Filter):
+    """bitsandbytes (imported by transformers and peft) warns on every CPU-only import that an
+    optional package of fused CPU kernels is missing; mathmatch does not use them."""
+
+    def filter(self, record: _logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Failed to load CPU gemm_4bit_forward")
+
+
+_logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_QuietKernels())

@@ -17,6 +17,7 @@ from typing import Any
 from mathcore.options import option
 
 logger = logging.getLogger(__name__)
+_SAID_NO_CUDA: list[bool] = []
 
 DEVICES = ("auto", "cpu", "cuda")
 DEVICE_HELP = "auto: CUDA when available, else CPU"
@@ -60,7 +61,10 @@ def resolve_device(device: str, *, numbered: bool = False, purpose: str = "runni
     if cuda_available():
         return "cuda" if device == "auto" else device
     if device == "auto":
-        logger.info("device 'auto': CUDA is not available, %s on the CPU", purpose)
+        # Said once a process: every model of a command would say it again.
+        log = logger.debug if _SAID_NO_CUDA else logger.info
+        log("device 'auto': CUDA is not available, %s on the CPU", purpose)
+        _SAID_NO_CUDA.append(True)
         return "cpu"
     raise RuntimeError(f"device {device!r} was asked for but CUDA is not available (torch sees "
                        "no CUDA device): use --device cpu or auto (device='cpu' or 'auto' from "

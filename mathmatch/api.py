@@ -24,6 +24,7 @@ from index.build import IndexConfig, build_index, index_info, remove_records
 from index.corpora import LoadConfig, LoadReport
 from index.layout import STORE_FILE
 from index.manifest import read_manifest
+from index.verify import VerifyReport, verify_index
 from mathcore.records import Record
 from mathcore.runs import Run
 from mathcore.store import Store
@@ -111,9 +112,10 @@ class Index:
     @classmethod
     def build(cls, corpora: Sequence[str | os.PathLike], out: str | os.PathLike, *,
               encoder: str | None = None, device: str = "auto", progress: bool = False,
-              **settings: Any) -> Index:
+              replace: bool = False, wait: float = 0.0, **settings: Any) -> Index:
         """Load corpora (records JSONL, BEIR ``corpus.jsonl``, folders of MathML files) into
-        the index folder *out* and encode them; an existing folder is brought up to date.
+        the index folder *out* and encode them; an existing index is brought up to date, a
+        folder holding anything else is refused (as ``mathmatch index build``).
 
         Args:
             corpora: files or folders.
@@ -121,37 +123,47 @@ class Index:
             encoder: a sentence-transformers folder (default: the shipped encoder).
             device: ``auto``, ``cpu`` or ``cuda`` for encoding.
             progress: show progress bars.
+            replace: *out* is an index: remove it and build a new one in its place.
+            wait: seconds to wait for another writer of *out* (default: refuse at once).
             **settings: other :class:`index.build.IndexConfig` fields (``batch_size``,
                 ``approximate``, ``vectors``, ``passages``) or
-                :class:`index.corpora.LoadConfig` fields (``replace``, ``workers``, ``limits``).
+                :class:`index.corpora.LoadConfig` fields (``workers``, ``limits``).
         """
         load_fields = set(LoadConfig.__dataclass_fields__)
         load = LoadConfig([Path(c) for c in corpora], Path(out), progress=progress,
                           **{k: v for k, v in settings.items() if k in load_fields})
         cfg = IndexConfig(load=load, encoder=encoder, device=device,
                           **{k: v for k, v in settings.items() if k not in load_fields})
-        build_index(cfg, ENCODERS)
+        build_index(cfg, ENCODERS, wait=wait, replace=replace, new=True)
         return cls(out)
 
     def add(self, corpora: Sequence[str | os.PathLike], *, device: str = "auto",
-            progress: bool = False, **settings: Any) -> LoadReport:
-        """Load more corpora; new records are encoded with the index's own encoder."""
+            progress: bool = False, wait: float = 0.0, **settings: Any) -> LoadReport:
+        """Load more corpora; new records are encoded with the index's own encoder.  *wait*:
+        seconds to wait for another writer; *settings*: :class:`index.corpora.LoadConfig`
+        fields (``replace``: a record whose id is already stored replaces it)."""
         self.close()
         manifest = read_manifest(self.path)
         load = LoadConfig([Path(c) for c in corpora], self.path, progress=progress, **settings)
         report, _ = build_index(IndexConfig(load=load, device=device,
-                                            vectors="dense" in manifest), ENCODERS)
+                                            vectors="dense" in manifest), ENCODERS, wait=wait)
         return report
 
-    def remove(self, ids: Iterable[str], progress: bool = False) -> int:
+    def remove(self, ids: Iterable[str], progress: bool = False, wait: float = 0.0) -> int:
         """Remove records by id; returns how many were in the index."""
         self.close()
-        removed, _ = remove_records(self.path, list(ids), ENCODERS, progress=progress)
-        return removed
+        ids = list(dict.fromkeys(ids))
+        absent, _ = remove_records(self.path, ids, ENCODERS, progress=progress, wait=wait)
+        return len(ids) - len(absent)
 
     def info(self) -> dict[str, Any]:
         """Counts, sources, rejects and file sizes (what ``mathmatch index info`` shows)."""
         return index_info(self.path)
+
+    def verify(self) -> VerifyReport:
+        """The parts checked against each other (what ``mathmatch index verify`` shows):
+        ``.ok``, ``.status``, ``.problems`` with what to repair."""
+        return verify_index(self.path)
 
     def record(self, record_id: str) -> Record | None:
         """The stored record (question, answer, final answer as given), or None."""

@@ -24,6 +24,7 @@ from typing import Any
 from index.layout import STORE_FILE
 from mathcore.evaluate import counts, evaluate_groups, evaluate_run, metric_names
 from mathcore.machine import describe, machine
+from mathcore.outputs import atomic_path, check_output, write_text
 from mathcore.runs import iter_queries, read_qrels
 from mathcore.store import Store
 from mathmatch.pipeline import MatchConfig, Pipeline
@@ -65,6 +66,7 @@ class BenchConfig:
             over every source; say so when quoting).
         limit: measure only the first N judged queries (after *stride*; a subset).
         out: where ``results.json`` goes (``.md`` and ``.png`` beside it).
+        queries_format: how *queries* is read (:data:`mathcore.runs.QUERY_FORMATS`).
     """
 
     index: Path
@@ -79,6 +81,7 @@ class BenchConfig:
     stride: int = 1
     limit: int | None = None
     out: Path = Path("results.json")
+    queries_format: str = "auto"
 
     def __post_init__(self) -> None:
         if self.stride < 1:
@@ -124,10 +127,13 @@ def _run_system(system: System, queries: list[tuple[str, str]], depth: int,
 
 
 def run_bench(cfg: BenchConfig) -> dict[str, Any]:
-    """Measure every system of *cfg*; write results.json, results.md and results.png."""
-
+    """Measure every system of *cfg*; write results.json, results.md and results.png (each
+    whole or not at all; an output that is one of the inputs is refused first)."""
+    Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
+    for path in (cfg.out, cfg.out.with_suffix(".md"), cfg.out.with_suffix(".png")):
+        check_output(path, inputs=[cfg.queries, cfg.qrels])
     qrels = read_qrels(cfg.qrels)
-    queries = [(q, t) for q, t in iter_queries(cfg.queries) if q in qrels]
+    queries = [(q, t) for q, t in iter_queries(cfg.queries, cfg.queries_format) if q in qrels]
     if not queries:
         raise ValueError(f"no query of {cfg.queries} has judgements in {cfg.qrels}")
     queries = queries[::cfg.stride]
@@ -160,12 +166,11 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     config["extra"] = [{"name": s.name, "index": str(s.index), **s.config.to_dict()}
                        for s in cfg.extra]
     results.update({"config": config, "metrics": metrics, "machine": machine()})
-    cfg.out.parent.mkdir(parents=True, exist_ok=True)
-    cfg.out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    md = cfg.out.with_suffix(".md")
-    md.write_text(markdown_table(results), encoding="utf-8")
+    write_text(cfg.out, json.dumps(results, indent=2, sort_keys=True) + "\n")
+    md = write_text(cfg.out.with_suffix(".md"), markdown_table(results))
     png = cfg.out.with_suffix(".png")
-    plot_curves(results, png)
+    with atomic_path(png) as tmp:
+        plot_curves(results, tmp)
     logger.info("bench: wrote %s, %s, %s (machine: %s)", cfg.out, md, png,
                 describe(results["machine"]))
     return results
@@ -212,5 +217,5 @@ def plot_curves(results: dict[str, Any], path: Path) -> None:
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, format="png")
     plt.close(fig)

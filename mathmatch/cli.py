@@ -3,8 +3,10 @@
 Each subcommand builds a config and calls the library function the Python API exposes; heavy
 imports happen inside the handlers, so ``mathmatch --help`` answers at once.
 
-Exit status: 0 on success; 1 when nothing could be loaded, or on any reject with ``--strict``;
-2 on a usage error or an input that cannot be read at all.
+Exit status: 0 on success; 1 when nothing could be loaded, on any reject with ``--strict``, or
+when ``index verify`` / ``index info`` find the folder damaged or unfinished; 2 on a usage error,
+an input that cannot be read at all, or an index folder held by another writer; 3 on an internal
+error (a bug: ``-v`` shows its traceback).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from typing import Sequence
 
 from mathcore import __version__
 from mathcore.options import add_options, from_args
-from mathcore.runs import FORMATS
+from mathcore.outputs import atomic_output
+from mathcore.runs import FORMATS, QUERY_FORMATS
 from mathmatch.pipeline import MatchConfig
 from retriever.retrievers import MODES
 
@@ -84,8 +87,11 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     from index.build import IndexConfig, build_index
     from retriever.encoder import ENCODERS
 
-    cfg = from_args(IndexConfig, args, load=_load_config(args, args.out))
-    report, manifest = build_index(cfg, ENCODERS)
+    load = _load_config(args, args.out)
+    load.replace = False  # on build, --replace means a new index over the old one
+    cfg = from_args(IndexConfig, args, load=load)
+    report, manifest = build_index(cfg, ENCODERS, wait=args.wait, replace=args.replace,
+                                   new=True)
     return _report_build(cfg, report, manifest, args.out)
 
 
@@ -97,7 +103,7 @@ def cmd_index_add(args: argparse.Namespace) -> int:
     manifest = read_manifest(args.dir)  # an existing index: its encoder and kind are kept
     cfg = from_args(IndexConfig, args, load=_load_config(args, args.dir),
                     vectors="dense" in manifest)
-    report, manifest = build_index(cfg, ENCODERS)
+    report, manifest = build_index(cfg, ENCODERS, wait=args.wait)
     return _report_build(cfg, report, manifest, args.dir)
 
 
@@ -105,12 +111,15 @@ def cmd_index_remove(args: argparse.Namespace) -> int:
     from index.build import read_ids, remove_records
     from retriever.encoder import ENCODERS
 
-    ids = read_ids(args.ids)
-    removed, manifest = remove_records(args.dir, ids, ENCODERS, progress=_progress(args))
-    logger.info("removed %d of %d ids; the index holds %d records", removed, len(ids),
-                manifest["store"]["records"])
-    if removed < len(ids):
-        logger.warning("%d ids were not in the index", len(ids) - removed)
+    ids = list(dict.fromkeys(read_ids(args.ids)))
+    absent, manifest = remove_records(args.dir, ids, ENCODERS, progress=_progress(args),
+                                      wait=args.wait)
+    logger.info("removed %d of %d ids; the index holds %d records", len(ids) - len(absent),
+                len(ids), manifest["store"]["records"])
+    if absent:
+        shown = ", ".join(absent[:20]) + (f", ... ({len(absent) - 20} more)"
+                                          if len(absent) > 20 else "")
+        logger.warning("%d ids were not in the index: %s", len(absent), shown)
     return 0
 
 
@@ -122,19 +131,16 @@ def cmd_match(args: argparse.Namespace) -> int:
     from mathmatch.pipeline import MatchConfig, Pipeline
 
     cfg = from_args(MatchConfig, args, progress=_progress(args))
-    out = sys.stdout if str(args.out) == "-" else open(args.out, "w", encoding="utf-8")
     n = 0
-    try:
-        with Pipeline(args.dir, cfg) as pipeline, \
-                tqdm(unit="q", desc="matching", disable=not cfg.progress) as bar:
-            for batch, run in pipeline.stream(iter_queries(args.queries)):
-                write_run(out, run, args.format, tag=f"mathmatch-{cfg.mode}")
+    with atomic_output(args.out, inputs=[args.queries]) as out, \
+            Pipeline(args.dir, cfg) as pipeline, \
+            tqdm(unit="q", desc="matching", disable=not cfg.progress) as bar:
+        for batch, run in pipeline.stream(iter_queries(args.queries, args.queries_format)):
+            write_run(out, run, args.format, tag=f"mathmatch-{cfg.mode}")
+            if out is sys.stdout:
                 out.flush()
-                n += len(batch)
-                bar.update(len(batch))
-    finally:
-        if out is not sys.stdout:
-            out.close()
+            n += len(batch)
+            bar.update(len(batch))
     logger.info("matched %d queries (%s, k=%d)%s", n, cfg.mode, cfg.k,
                 "" if str(args.out) == "-" else f" into {args.out}")
     return 0
@@ -187,19 +193,17 @@ def cmd_choose(args: argparse.Namespace) -> int:
     from mathmatch.choose import ChooseConfig, run_choose
 
     cfg = from_args(ChooseConfig, args, items=args.items, index=args.index)
-    out = sys.stdout if str(args.out) == "-" else open(args.out, "w", encoding="utf-8")
     try:
-        with tqdm(unit="item", desc="choosing", disable=not _progress(args)) as bar:
+        with atomic_output(args.out, inputs=[args.items]) as out, \
+                tqdm(unit="item", desc="choosing", disable=not _progress(args)) as bar:
             result = run_choose(cfg, out, progress=bar.update)
     finally:
         from mathcore.symbolic import close_default_pool
 
         close_default_pool()  # no worker outlives the command (main may run in-process)
-        if out is not sys.stdout:
-            out.close()
     if "accuracy" in result:
         print(f"accuracy {result['accuracy']:.4f} ({result['right']} of {result['items']} "
-              "items with a correct answer)", file=sys.stderr if out is sys.stdout else
+              "items with a correct answer)", file=sys.stderr if str(args.out) == "-" else
               sys.stdout)
     logger.info("chose for %d items%s", result["chosen"],
                 "" if str(args.out) == "-" else f" into {args.out}")
@@ -209,13 +213,10 @@ def cmd_choose(args: argparse.Namespace) -> int:
 def cmd_dedup(args: argparse.Namespace) -> int:
     from dedup.finder import DedupConfig, run_dedup
 
-    cfg = from_args(DedupConfig, args, index=args.dir, queries=args.queries)
-    out = sys.stdout if str(args.out) == "-" else open(args.out, "w", encoding="utf-8")
-    try:
+    cfg = from_args(DedupConfig, args, index=args.dir, queries=args.queries,
+                    queries_format=args.queries_format)
+    with atomic_output(args.out, inputs=[args.queries]) as out:
         result = run_dedup(cfg, out, progress=_progress(args))
-    finally:
-        if out is not sys.stdout:
-            out.close()
     if "groups" in result:
         logger.info("%d duplicate groups holding %d records", result["groups"],
                     result["records"])
@@ -250,6 +251,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             from None
     match = from_args(MatchConfig, args, progress=False)
     cfg = BenchConfig(index=args.dir, queries=Path(args.queries), qrels=Path(args.qrels),
+                      queries_format=args.queries_format,
                       modes=args.mode.split(","), ks=ks, match=match, rerank=args.rerank,
                       symbolic=args.symbolic, extra=[_system(s, match) for s in args.compare],
                       stride=args.stride, limit=args.limit, out=Path(args.out))
@@ -263,17 +265,29 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_index_verify(args: argparse.Namespace) -> int:
+    from index.verify import format_report, verify_index
+
+    report = verify_index(args.dir)
+    print(format_report(report))
+    return 0 if report.ok else 1
+
+
 def cmd_index_info(args: argparse.Namespace) -> int:
     from index.build import index_info
+    from index.verify import verify_index
 
-    info = index_info(args.dir)
+    info = index_info(args.dir)  # no index, or a damaged manifest: said here (exit 2)
+    report = verify_index(args.dir)
+    info["status"] = report.status
     if args.json:
         print(json.dumps(info, indent=2, sort_keys=True))
-        return 0
+        return 0 if report.ok else 1
     m = info["manifest"]
     store = m.get("store", {})
     print(f"index      {info['index']}  (format {m['format_version']}, mathmatch "
           f"{m['mathmatch_version']}, updated {m['updated']})")
+    print(f"status     {report.status}")
     print(f"records    {store.get('records', 0)}")
     for source, n in store.get("by_source", {}).items():
         print(f"  {source:<24} {n}")
@@ -297,7 +311,21 @@ def cmd_index_info(args: argparse.Namespace) -> int:
     print(f"size       {info['total_bytes'] / 1e6:.1f} MB")
     for name, size in info["files"].items():
         print(f"  {name:<24} {size / 1e6:10.2f} MB")
-    return 0
+    return 0 if report.ok else 1
+
+
+def _add_queries_format(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--queries-format", choices=QUERY_FORMATS, default="auto",
+                   help="auto: a .jsonl/.json file is BEIR (_id, text) or records (id, "
+                        "question) JSON, never read as text; another name is JSON when its "
+                        "first line starts with '{', else text, one question a line "
+                        "(default: auto)")
+
+
+def _add_wait(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="when another command is writing the index folder, wait up to this "
+                        "long for it (default: 0, refuse at once, naming it)")
 
 
 def _add_verbosity(p: argparse.ArgumentParser, default) -> None:
@@ -337,8 +365,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "the reason; an interrupted build resumes where it stopped.")
     build.add_argument("corpus", nargs="+", type=Path, metavar="CORPUS",
                        help="corpus file or folder")
-    build.add_argument("--out", type=Path, required=True, metavar="DIR", help="index folder")
-    add_options(build, LoadConfig)
+    build.add_argument("--out", type=Path, required=True, metavar="DIR",
+                       help="index folder: new, empty, or an index to resume or grow (a folder "
+                            "holding other files is refused)")
+    build.add_argument("--replace", action="store_true",
+                       help="DIR is an index: remove it (its files are listed) and build a new "
+                            "one in its place")
+    _add_wait(build)
+    add_options(build, LoadConfig, skip=("replace",))
     add_options(build, IndexConfig)
     add_options(build, Limits)
     build.set_defaults(handler=cmd_index_build)
@@ -350,7 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("dir", type=Path, metavar="DIR", help="index folder")
     add.add_argument("corpus", nargs="+", type=Path, metavar="CORPUS", help="corpus file or folder")
     add_options(add, LoadConfig)
-    add_options(add, IndexConfig, only=("device", "batch_size"))
+    _add_wait(add)
+    add_options(add, IndexConfig, only=("device", "batch_size", "chunk_rows"))
     add_options(add, Limits)
     add.set_defaults(handler=cmd_index_add)
 
@@ -360,7 +395,17 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("dir", type=Path, metavar="DIR", help="index folder")
     remove.add_argument("--ids", type=Path, required=True, metavar="FILE",
                         help="record ids, one per line (or JSONL with an id field)")
+    _add_wait(remove)
     remove.set_defaults(handler=cmd_index_remove)
+
+    verify = isub.add_parser(
+        "verify", help="check an index folder's parts against each other", parents=[common],
+        description="Check the manifest, the record store, the vectors, the question vectors "
+                    "and BM25 against each other (counts, ids, checksums, file sizes), read-only. "
+                    "Exit status 1 when something is damaged or unfinished, with what and how to "
+                    "repair it.")
+    verify.add_argument("dir", type=Path, metavar="DIR", help="index folder")
+    verify.set_defaults(handler=cmd_index_verify)
 
     info = isub.add_parser("info", help="describe an index folder", parents=[common],
                            description="Counts, sources, rejects and sizes of an index folder.")
@@ -377,8 +422,10 @@ def build_parser() -> argparse.ArgumentParser:
     match.add_argument("dir", type=Path, metavar="DIR", help="index folder")
     match.add_argument("--queries", required=True, metavar="FILE",
                        help="queries file ('-' reads standard input)")
+    _add_queries_format(match)
     match.add_argument("--out", default="-", metavar="FILE",
-                       help="output file ('-', the default, writes to standard output)")
+                       help="output file ('-', the default, writes to standard output); "
+                            "written whole when the run succeeds")
     match.add_argument("--format", choices=FORMATS, default="jsonl",
                        help="jsonl rows {query_id, hits: [{doc_id, score, rank}]} or TREC run "
                             "lines (default: jsonl)")
@@ -413,6 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="questions to check (as for match; a records JSONL line may give "
                             "the question's final answer as 'final': a candidate with another "
                             "answer is no duplicate); default: mine the index")
+    _add_queries_format(dedup)
     dedup.add_argument("--out", default="-", metavar="FILE",
                        help="output JSONL ('-', the default, writes to standard output)")
     add_options(dedup, DedupConfig)
@@ -464,6 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "results.md and results.png (recall@k curves).")
     bench.add_argument("dir", type=Path, metavar="DIR", help="index folder")
     bench.add_argument("--queries", required=True, metavar="FILE", help="queries file")
+    _add_queries_format(bench)
     bench.add_argument("--qrels", required=True, metavar="FILE",
                        help="BEIR qrels.tsv or TREC qrels")
     bench.add_argument("--mode", default="bm25,dense,hybrid", metavar="M[,M...]",
@@ -523,6 +572,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.quiet = getattr(args, "quiet", False)
     _configure_logging(args)
     from index.corpora import BuildError
+    from index.lock import LockError
     from index.manifest import ManifestError
     from index.parts import StageError
     from mathcore.loaders import CorpusError
@@ -535,8 +585,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.error("%s", exc)
         return exc.status
     except (CorpusError, StoreError, ManifestError, BuildError, StageError, RerankerError,
+            LockError,
             FileNotFoundError, ValueError, RuntimeError) as exc:
+        logger.debug("where it was raised:", exc_info=True)
         logger.error("%s", exc)
+        return 2
+    except OSError as exc:  # a file the system would not let us read or write
+        logger.debug("where it was raised:", exc_info=True)
+        where = f"{exc.filename}: " if exc.filename else ""
+        logger.error("%s%s", where, exc.strerror or exc)
         return 2
     except BrokenPipeError:
         # Output piped into `head` and the like: not an error.
@@ -545,6 +602,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         logger.error("interrupted; run the same command again to resume")
         return 130
+    except Exception as exc:  # a bug: one line, or with -v the traceback
+        if args.verbose:
+            raise
+        logger.error("internal error (%s: %s): this is a bug in mathmatch; please report it "
+                     "with the output of the same command run with -v", type(exc).__name__, exc)
+        return 3
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,6 +28,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from retriever.encoder import model_checksum
+
+# peft asks the model this deprecated question while loading an adapter: noise for users.
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
+                        category=FutureWarning)
 
 logger = logging.getLogger(__name__)
 

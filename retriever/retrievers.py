@@ -132,9 +132,18 @@ class HybridRetriever:
                      questions: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The *k* best rows of each linear query text; *questions* (the queries with their
         MathML, default: *texts*) are what the formula agreement reads."""
+        if k <= self.depth:
+            return self._search(texts, k, self.depth, questions)
+        # Deeper than the fusion depth: the first `depth` are those of any smaller k (the
+        # fusion's normalisation and candidates depend on the depth), the rest follow.
+        head = self._search(texts, self.depth, self.depth, questions)
+        full = self._search(texts, k, k, questions)
+        return _extend(head, full, k)
+
+    def _search(self, texts: Sequence[str], k: int, depth: int,
+                questions: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray]:
         from index import convex, rrf
 
-        depth = max(self.depth, k)
         rankings = [self.dense.search_texts(texts, depth), self.lexical.search_texts(texts, depth)]
         rescored = self.givens is not None or self.formulas is not None
         fused_k = depth if rescored else k
@@ -148,3 +157,27 @@ class HybridRetriever:
             return self.givens.rescore(texts, *fused, k)
         return self.formulas.rescore(texts if questions is None else questions, *fused, k,
                                      givens=self.givens, texts=texts)
+
+
+def _extend(head: tuple[np.ndarray, np.ndarray], full: tuple[np.ndarray, np.ndarray],
+            k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row of *head* followed by the rows of *full* it lacks, *k* in all; the added
+    scores are capped at the head's last, so every row stays sorted best first."""
+    from index import PAD_ID
+
+    (hs, hi), (fs, fi) = head, full
+    scores = np.full((hs.shape[0], k), -np.inf, dtype=np.float32)
+    ids = np.full((hs.shape[0], k), PAD_ID, dtype=np.int64)
+    for q in range(hs.shape[0]):
+        valid = hi[q] >= 0
+        n = int(valid.sum())
+        scores[q, :n], ids[q, :n] = hs[q][valid], hi[q][valid]
+        seen = set(hi[q][valid].tolist())
+        floor = float(hs[q][valid][-1]) if n else np.inf
+        for s_, i in zip(fs[q], fi[q], strict=True):
+            if n >= k:
+                break
+            if i >= 0 and int(i) not in seen:
+                scores[q, n], ids[q, n] = min(float(s_), floor), i
+                n += 1
+    return scores, ids

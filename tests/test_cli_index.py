@@ -177,13 +177,13 @@ def test_duplicates_then_replace(run_cli, capsys, tmp_path):
     assert run_cli(["index", "build", first, second, "--out", out, *FAST]) == 0
     assert _rejects(out) == [{"origin": f"{second}:2", "id": "a",
                               "reason": f"duplicate id 'a': already loaded from {first}:1 "
-                                        "(use --replace to replace it)"}]
+                                        "(`mathmatch index add --replace` replaces it)"}]
     with _store(out) as s:
         assert s.by_id("a").record.answer == "one"
         before = s.checksum()
 
     third = _write_jsonl(tmp_path / "third.jsonl", [{"id": "a", "answer": "eins"}])
-    assert run_cli(["index", "build", third, "--out", out, *FAST, "--replace"]) == 0
+    assert run_cli(["index", "add", out, third, "--workers", "0", "--replace"]) == 0
     with _store(out) as s:
         assert (s.by_id("a").record.answer, s.by_id("a").record.origin) == ("eins", f"{third}:1")
         assert s.count() == 3
@@ -211,7 +211,8 @@ def test_changed_finished_source_needs_replace(run_cli, capsys, tmp_path):
         fh.write(json.dumps({"id": "b", "answer": "two"}) + "\n")
     capsys.readouterr()
     assert run_cli(["index", "build", corpus, "--out", out, *FAST]) == 2
-    assert "changed since it was loaded; use --replace" in capsys.readouterr().err
+    assert "changed since it was loaded; load it again over the records it gave with " \
+        f"`mathmatch index add {out} {corpus} --replace`" in capsys.readouterr().err
     assert run_cli(["index", "build", corpus, "--out", out, *FAST, "--replace"]) == 0
     with _store(out) as s:
         assert (s.count(), [r.origin for r in s.iter_rejects()]) == (2, [f"{corpus}:2"])

@@ -40,6 +40,7 @@ def test_device_names_are_checked_and_cpu_needs_no_torch(monkeypatch):
 def test_auto_falls_back_to_cpu_with_a_log_line_and_explicit_cuda_is_an_error(monkeypatch,
                                                                                caplog):
     monkeypatch.setattr(device, "cuda_available", lambda: False)
+    monkeypatch.setattr(device, "_SAID_NO_CUDA", [])  # said once a process
     with caplog.at_level(logging.INFO, logger="mathcore.device"):
         assert resolve_device("auto", purpose="encoding") == "cpu"
     assert [r.getMessage() for r in caplog.records] == [

@@ -278,6 +278,57 @@ def test_excluded_queries_and_gold_records_never_form_groups(sample_index, tiny_
     assert all(g["docs"][0] == g["qid"] and len(set(g["docs"])) == 4 for g in groups)
 
 
+def test_a_threads_other_answers_are_never_its_negatives(tmp_path, tiny_encoder_path, run_cli):
+    """Forum answers of one thread are all right answers of its question: none is drawn as
+    another's negative, even where their question texts differ (an edited post)."""
+    from retriever.searcher import open_searcher
+    from tuning.data import Exclusions
+
+    records = [json.loads(line) for line in
+               (Path(__file__).parent / "data" / "mse_threads.jsonl").open(encoding="utf-8")]
+    for i, rec in enumerate(r for r in records if r["question_id"] == "104201"):
+        rec["question"] += " (edited)" * i  # the same thread, five question texts
+    corpus = tmp_path / "threads.jsonl"
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    out = tmp_path / "idx"
+    assert run_cli(["-q", "index", "build", corpus, "--out", out, "--workers", "0",
+                    "--encoder", tiny_encoder_path, "--device", "cpu"]) == 0
+    thread = {r["id"]: r["question_id"] for r in records}
+    searcher = open_searcher(out, "hybrid", device="cpu")
+    try:
+        groups, summary = make_hard_groups(searcher, Exclusions(), count=40, group_size=4,
+                                           depth=24, rerank_depth=24, hard_share=1.0)
+    finally:
+        searcher.close()
+    assert {thread[g["qid"]] for g in groups} >= {"104201"}
+    for g in groups:
+        assert all(thread[d] != thread[g["qid"]] for d in g["docs"][1:])
+
+
+def test_exclude_ids_keeps_matching_records_out_of_every_group(sample_index, tiny_llama_path,
+                                                               tmp_path):
+    import tuning.reranker as train
+
+    cfg = _cfg(sample_index, tiny_llama_path, tmp_path / "rr", steps=40, groups_per_step=4,
+               exclude_ids=["gsm8k-*"])
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    saved = train._save_checkpoint
+    train._save_checkpoint = stop
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            tune_reranker(cfg)
+    finally:
+        train._save_checkpoint = saved
+    groups = [json.loads(line) for line in (cfg.out / CHECKPOINTS / GROUPS_FILE).open()]
+    used = {d for g in groups for d in g["docs"]}
+    assert len(groups) == 160 and used
+    assert not [d for d in used if d.startswith("gsm8k-")]
+    assert RerankTuneConfig(index=sample_index, out=tmp_path).exclude_ids == []
+
+
 def test_an_interrupted_run_resumes(sample_index, tiny_llama_path, tmp_path, monkeypatch):
     import tuning.reranker as train
 

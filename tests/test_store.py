@@ -87,7 +87,7 @@ def test_duplicate_id_is_rejected_naming_both_places(store):
     with store.transaction():
         rejects = store.insert([rec("dup", "second", origin="b.jsonl:7"), rec("new")])
     assert rejects == [Reject("b.jsonl:7", "duplicate id 'dup': already loaded from a.jsonl:3 "
-                                           "(use --replace to replace it)", "dup")]
+                                           "(`mathmatch index add --replace` replaces it)", "dup")]
     assert store.by_id("dup").record.answer == "first"
     assert store.count() == 2
     assert store.checksum() != before  # "new" was added

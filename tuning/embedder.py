@@ -39,6 +39,7 @@ from mathcore import __version__
 from mathcore.device import device_option, resolve_device
 from mathcore.mathml import DEFAULT_LIMITS, Limits
 from mathcore.options import option
+from mathcore.outputs import atomic_path, write_text
 from retriever.encoder import (
     ADAPTER_FILE,
     BASE_ENCODER,
@@ -360,8 +361,8 @@ def _save_adapter(model, out: Path, spec: EncoderSpec) -> None:
     config_path = out / "adapter_config.json"
     config = json.loads(config_path.read_text())
     config["base_model_name_or_path"] = spec.name
-    config_path.write_text(json.dumps(config, indent=1, sort_keys=True))
-    (out / ADAPTER_FILE).write_text(json.dumps(
+    write_text(config_path, json.dumps(config, indent=1, sort_keys=True))
+    write_text(out / ADAPTER_FILE, json.dumps(
         {"base": spec.name, "base_checksum": spec.checksum, "adapter": "lora",
          "mathmatch_version": __version__}, indent=1, sort_keys=True))
 
@@ -518,8 +519,8 @@ def tune_embedder(cfg: TuneConfig) -> TuneReport:
         "machine": {"platform": platform.platform(), "python": platform.python_version(),
                     "cpus": os.cpu_count()},
     }
-    (out / REPORT_FILE).write_text(json.dumps(report, indent=1))
-    (out / f"{CURVE_FILE}.json").write_text(json.dumps(curve, indent=1))
+    write_text(out / REPORT_FILE, json.dumps(report, indent=1))
+    write_text(out / f"{CURVE_FILE}.json", json.dumps(curve, indent=1))
     _plot(curve, out / f"{CURVE_FILE}.png")
     if not cfg.keep_checkpoints:
         shutil.rmtree(ckpt, ignore_errors=True)
@@ -605,5 +606,6 @@ def _plot(curve: dict, path: Path) -> None:
     if curve["validation"]:
         ax2.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mathcore.options import option
+from mathcore.outputs import write_text
 
 CHECKPOINTS = "checkpoints"
 RECIPE_FILE = "recipe.json"
@@ -73,5 +74,5 @@ def prepare_output(out: Path, recipe: dict, finished_file: str, resume: bool,
                                     "--no-resume to start again")
         shutil.rmtree(ckpt)
     ckpt.mkdir(parents=True, exist_ok=True)
-    (ckpt / RECIPE_FILE).write_text(json.dumps(recipe, indent=1))
+    write_text(ckpt / RECIPE_FILE, json.dumps(recipe, indent=1))
     return False

@@ -56,6 +56,7 @@ from index.layout import STORE_FILE
 from mathcore import __version__
 from mathcore.device import device_option, resolve_device
 from mathcore.options import option
+from mathcore.outputs import atomic_path, write_text
 from mathcore.scores import zscores
 from mathcore.store import Store
 from reranker.model import (
@@ -433,7 +434,7 @@ def tune_reranker(cfg: RerankTuneConfig) -> dict:
             for g in groups:
                 fh.write(json.dumps(g, ensure_ascii=False) + "\n")
         tmp.replace(groups_file)
-        summary_file.write_text(json.dumps(selection))
+        write_text(summary_file, json.dumps(selection))
     prior_weight = selection.get("prior_weight") if cfg.residual else None
     if len(groups) < cfg.groups_per_step:
         raise RerankTuneError(f"only {len(groups)} training groups could be made")
@@ -574,7 +575,7 @@ def tune_reranker(cfg: RerankTuneConfig) -> dict:
     curve = {"loss": losses}
     if prior_steps is not None:
         curve["first_stage_alone"] = [round(float(x), 5) for x in prior_steps[:len(losses)]]
-    (out / "training_curve.json").write_text(json.dumps(curve))
+    write_text(out / "training_curve.json", json.dumps(curve))
     _plot(losses, out / "training_curve.png", curve.get("first_stage_alone"))
     shutil.rmtree(ckpt, ignore_errors=True)
     store.close()
@@ -615,5 +616,6 @@ def _plot(losses: list[float], path: Path, prior: list[float] | None = None) -> 
     ax.set(xlabel="step", ylabel="listwise loss", title="Reranker training")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
