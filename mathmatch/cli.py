@@ -265,6 +265,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from mathmatch.server import ServeConfig, serve
+
+    try:
+        serve(args.dir, from_args(ServeConfig, args))
+    except ImportError as exc:  # the serve extra is not installed
+        raise CliError(str(exc)) from None
+    return 0
+
+
 def cmd_index_verify(args: argparse.Namespace) -> int:
     from index.verify import format_report, verify_index
 
@@ -342,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     from index.corpora import LoadConfig
     from mathcore.mathml import Limits
     from mathmatch.choose import ChooseConfig
+    from mathmatch.server import ServeConfig
     from tuning.embedder import TuneConfig
     from tuning.reranker import RerankTuneConfig
 
@@ -502,6 +513,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="folder of the trained reranker")
     add_options(rr, RerankTuneConfig)
     rr.set_defaults(handler=cmd_tune_reranker)
+
+    srv = sub.add_parser(
+        "serve", help="serve an index over HTTP: a JSON API and a search page",
+        parents=[common],
+        description="Serve an index folder: POST /search, POST /duplicates, GET /records/ID, "
+                    "GET /healthz (OpenAPI schema at /docs) and a search page at /, with the "
+                    "MathML rendered by the browser. Read-only: while `index add` runs on the "
+                    "folder, answers come from its last committed state, and new records appear "
+                    "once committed. Binds to 127.0.0.1 unless --host says otherwise.")
+    srv.add_argument("dir", type=Path, metavar="DIR", help="index folder")
+    add_options(srv, ServeConfig)
+    srv.set_defaults(handler=cmd_serve)
 
     bench = sub.add_parser(
         "bench", help="measure recall@k, MRR and nDCG of several systems", parents=[common],
