@@ -447,7 +447,9 @@ def test_the_shipped_checkpoint_is_complete_and_names_its_base():
     assert cfg["base"]["name"] == "smollm2-135m-instruct" and cfg["base"]["layers"] == 8
     assert Budget(**cfg["budget"]).max_length == 256 and cfg["fusion"]["weight"] > 0
     assert read_fusion("default") == (cfg["fusion"]["weight"], "raw", 20)
-    assert cfg["exclusions"]["query_ids"] == 1500  # the dev match queries were kept out
+    # The dev match and MSE queries were kept out, and the GSM8K test split.
+    assert cfg["exclusions"]["query_ids"] == 1500 + 902
+    assert cfg["exclusions"]["id_patterns"] == ["gsm8k-test-*"]
     adapter = json.loads((DEFAULT_CHECKPOINT / "adapter_config.json").read_text())
     assert set(adapter["target_modules"]) == set(cfg["lora"]["targets"])
     from safetensors import safe_open
