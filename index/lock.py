@@ -33,12 +33,17 @@ import sys
 import time
 from pathlib import Path
 
-from index.layout import LOCK_FILE, MANIFEST, SECTIONS
+from index.layout import LOCK_FILE, MANIFEST, REJECTS_FILE, SECTIONS
 
 logger = logging.getLogger(__name__)
 
 # Part folders a writer makes: a section's plain name or with a generation (``dense.12``).
 _PART_RE = re.compile(rf"^({'|'.join(SECTIONS.values())})(\.\d+)?$")
+
+
+# Temporary files the index writers make at the folder's top level (a user's own files, and
+# the temporary files of outputs written into the folder, are never touched).
+_WRITER_TEMPS = {MANIFEST + ".tmp", REJECTS_FILE.rsplit(".", 1)[0] + ".tmp"}
 
 
 class LockError(RuntimeError):
@@ -171,7 +176,7 @@ def clean_up(index_dir: Path | str, keep: set[str] = frozenset()) -> list[str]:
     removed = []
     for path in index_dir.iterdir():
         stale = (path.is_dir() and _PART_RE.match(path.name) and path.name not in named) or \
-                (path.is_file() and path.name.endswith(".tmp"))
+                (path.is_file() and path.name in _WRITER_TEMPS)
         if stale:
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)

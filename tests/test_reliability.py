@@ -344,3 +344,23 @@ def test_no_cuda_is_said_once(caplog, monkeypatch):
             assert device.resolve_device("auto", purpose=purpose) == "cpu"
     said = [r for r in caplog.records if "CUDA is not available" in r.getMessage()]
     assert [r.levelname for r in said] == ["INFO", "DEBUG", "DEBUG"]
+
+
+def test_a_writer_leaves_other_files_in_the_folder_alone(tmp_path):
+    """The clean-up of a writer taking the lock removes only what index writers leave (part
+    folders no manifest names, their temporary files): not a user's files, nor the temporary
+    file of an output being written into the folder (`match --out DIR/run.jsonl`, while
+    `--symbolic` builds the question vectors)."""
+    from index.lock import clean_up
+    from index.manifest import write_manifest
+
+    write_manifest(tmp_path, {"store": {}, "dense": {"dir": "dense.2"}})
+    for name in ("dense.1", "dense.2", "lexical.3", "notes"):
+        (tmp_path / name).mkdir()
+    own = ["manifest.json.tmp", "rejects.tmp"]
+    theirs = [".run.jsonl.123.tmp", "draft.tmp", "run.jsonl"]
+    for name in own + theirs:
+        (tmp_path / name).write_text("x")
+    removed = clean_up(tmp_path)
+    assert sorted(removed) == sorted(["dense.1", "lexical.3", *own])
+    assert all((tmp_path / n).exists() for n in ["dense.2", "notes", *theirs])
