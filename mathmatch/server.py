@@ -383,7 +383,7 @@ def create_app(index_dir: Path, cfg: ServeConfig) -> Any:
               summary="Rank the stored answers for a question")
     async def search(body: s.SearchRequest) -> Any:
         too_many(body.k)
-        return await service.call(service.search, body.question, body.k, body.mode)
+        return await service.search_queued(body.question, body.k, body.mode)
 
     @app.post("/duplicates", response_model=s.DuplicatesResponse, responses=errors,
               summary="Stored questions that may duplicate a question, with the evidence")

@@ -17,6 +17,11 @@ cover and says so. The symbolic tie-break likewise uses them only when they exis
 
 Every method that touches the pipeline runs on :attr:`Service.executor`'s one thread: SQLite
 connections belong to the thread that opened them, and requests never share a model at once.
+So that concurrent clients do not each wait for every search before theirs, ``/search``
+requests wait in a queue (:meth:`Service.search_queued`) that the worker empties at once: the
+requests of one mode and ``k`` are searched as one batch (the encoder encodes their questions
+together, in few forward passes), then each gets its own hits and score parts; a lone request
+is searched exactly as before.
 
 Example:
     >>> service = Service(Path("idx"), ServeConfig())  # doctest: +SKIP
@@ -29,10 +34,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -53,6 +60,10 @@ if TYPE_CHECKING:
     from mathmatch.server import ServeConfig
 
 logger = logging.getLogger(__name__)
+
+# Most /search requests searched as one batch: more wait for the next one (a flood of requests
+# is not one huge forward pass).
+MAX_BATCH = 32
 
 
 class Unavailable(RuntimeError):
@@ -101,6 +112,66 @@ class ServePipeline(Pipeline):
             self._tiebreaker = TieBreaker(margin=margin, timeout=c.symbolic_timeout,
                                           finder=finder)
         return self._tiebreaker
+
+
+class _KeptVectors:
+    """An encoder that keeps the vectors it made, so that the score parts of a batch
+    (:func:`~mathmatch.explain.explain`, one query at a time) reuse the vectors the batch was
+    searched with instead of encoding each question again.
+
+    A forward pass pads every text to the longest of its pass, and the questions of a batch
+    differ in length (on the dev queries, padding a random 8 to the longest costs 1.7 times
+    their tokens): the texts are encoded in runs of similar length, each run padding at most
+    :data:`PADDING` times its tokens.
+    """
+
+    PADDING = 1.25
+
+    def __init__(self, encoder: Any) -> None:
+        self.encoder, self.kept = encoder, {}
+
+    def encode(self, texts: Sequence[str], **kwargs: Any) -> np.ndarray:
+        new = [t for t in dict.fromkeys(texts) if t not in self.kept]
+        for run in self._runs(new):
+            self.kept.update(zip(run, self.encoder.encode(run, **kwargs), strict=True))
+        if not texts:
+            return self.encoder.encode(texts, **kwargs)
+        return np.stack([self.kept[t] for t in texts])
+
+    def _runs(self, texts: list[str]) -> list[list[str]]:
+        """*texts* in runs of similar token length, shortest first."""
+        if len(texts) < 2:
+            return [texts] if texts else []
+        model = self.encoder.model
+        ids = model.tokenizer(texts, truncation=True, max_length=model.max_seq_length)
+        length = {t: len(i) for t, i in zip(texts, ids["input_ids"], strict=True)}
+        runs, run, tokens = [], [], 0
+        for t in sorted(texts, key=length.get):
+            if run and length[t] * (len(run) + 1) > self.PADDING * (tokens + length[t]):
+                runs.append(run)
+                run, tokens = [], 0
+            run.append(t)
+            tokens += length[t]
+        return [*runs, run]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.encoder, name)
+
+
+@contextmanager
+def _vectors_kept(pipeline: Pipeline) -> Iterator[None]:
+    """While in the block, *pipeline*'s query encoder keeps the vectors it made (worker
+    thread only: the pipeline is the worker's)."""
+    dense = dense_of(pipeline.searcher.retriever)
+    if dense is None:
+        yield
+        return
+    encoder = dense.encoder
+    dense.encoder = _KeptVectors(encoder)
+    try:
+        yield
+    finally:
+        dense.encoder = encoder
 
 
 def _committed_rows(index_dir: Path, manifest: dict) -> int | None:
@@ -238,10 +309,48 @@ class Service:
         self._failed: Any = None
         self._models: dict[tuple, Any] = {}
         self._cross_scorer = None
+        self._waiting: list[tuple[tuple[str, int, str | None], Future]] = []
+        self._waiting_lock = threading.Lock()
 
     async def call(self, fn: Callable, *args: Any) -> Any:
         """``fn(*args)`` on the worker thread, awaited."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    async def search_queued(self, question: str, k: int, mode: str | None) -> dict:
+        """:meth:`search`, awaited: searched on the worker thread together with the other
+        ``/search`` requests waiting when it gets there (:meth:`search_many`).
+
+        Raises:
+            QueryError, Unavailable: as :meth:`search`.
+        """
+        done: Future = Future()
+        with self._waiting_lock:
+            self._waiting.append(((question, k, mode), done))
+        # One turn of the worker per request: a turn finds every request waiting (up to
+        # MAX_BATCH), and the turns of requests already answered find none.
+        self.executor.submit(self._search_waiting)
+        return await asyncio.wrap_future(done)
+
+    def _search_waiting(self) -> None:
+        """Search the requests waiting (on the worker thread) and answer each."""
+        with self._waiting_lock:
+            taken, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+        # A request whose client went away (its future cancelled) is not searched.
+        taken = [(asked, done) for asked, done in taken if done.set_running_or_notify_cancel()]
+        if not taken:
+            return
+        logger.debug("searching %d waiting requests", len(taken))
+        try:
+            results = self.search_many([asked for asked, _ in taken])
+        except BaseException as exc:
+            for _, done in taken:
+                done.set_exception(exc)
+            raise
+        for (_, done), result in zip(taken, results, strict=True):
+            if isinstance(result, BaseException):
+                done.set_exception(result)
+            else:
+                done.set_result(result)
 
     def adopt(self, encoder: Any) -> None:
         """Give *encoder* the weights of an equal one loaded before (or load them now), so a
@@ -308,40 +417,110 @@ class Service:
     # -- what the endpoints ask, on the worker thread -----------------------------------------
     def search(self, question: str, k: int, mode: str | None) -> dict:
         """``/search``: the *k* best records for *question*, why each ranked, and how to
-        show it (see the response model in :mod:`mathmatch.server`)."""
+        show it (see the response model in :mod:`mathmatch.server`).
+
+        Raises:
+            QueryError: the question cannot be read, or the index lacks what *mode* needs.
+            Unavailable: the index cannot be opened.
+        """
+        result = self.search_many([(question, k, mode)])[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def search_many(self, asked: Sequence[tuple[str, int, str | None]]
+                    ) -> list[dict | Exception]:
+        """:meth:`search` for several ``(question, k, mode)`` requests, from one committed
+        state: those of one mode and *k* are searched as one batch.
+
+        Returns:
+            For each request, in order, its response or the exception that refuses it (a
+            question that cannot be read fails alone; a batch that fails is searched again
+            one request at a time, so that each gets its own error).
+        """
+        results: list[dict | Exception | None] = [None] * len(asked)
+        texts = {}
+        for i, (question, _, _) in enumerate(asked):
+            try:
+                texts[i] = prepare(question)
+            except Exception as exc:
+                results[i] = exc
+        if not texts:
+            return results
+        try:
+            state = self.current()
+        except Exception as exc:
+            return [exc if r is None else r for r in results]
+        groups: dict[tuple[str, int], list[int]] = {}
+        for i in texts:
+            _, k, mode = asked[i]
+            groups.setdefault((mode or state.default_mode, k), []).append(i)
+        for (mode, k), members in groups.items():
+            try:
+                found = self._search_batch(state, mode, k, [asked[i][0] for i in members],
+                                           [texts[i] for i in members])
+            except Exception as exc:
+                if len(members) == 1:
+                    found = [exc]
+                else:
+                    logger.warning("a batch of %d searches failed (%s); searching them one at "
+                                   "a time", len(members), exc, exc_info=True)
+                    found = []
+                    for i in members:
+                        try:
+                            found += self._search_batch(state, mode, k, [asked[i][0]],
+                                                        [texts[i]])
+                        except Exception as one:
+                            found.append(one)
+            for i, result in zip(members, found, strict=True):
+                results[i] = result
+        return results
+
+    def _search_batch(self, state: State, mode: str, k: int, questions: list[str],
+                      texts: list[str]) -> list[dict]:
+        """The responses to *questions* (*texts*: as prepared), searched as one batch."""
         from retriever.formulas import MAX_QUESTION_FORMULAS, formulas
 
-        text = prepare(question)
-        state = self.current()
-        pipeline = state.pipeline(mode or state.default_mode)
-        run = pipeline.run([(QUERY_ID, text)], k).get(QUERY_ID, {})
+        pipeline = state.pipeline(mode)
+        qids = [f"{QUERY_ID}{i}" for i in range(len(texts))]
         store = pipeline.store
-        hits = [(doc, score, store.by_id(doc)) for doc, score in run.items()]
-        hits = [(doc, score, rec) for doc, score, rec in hits if rec is not None]
         searched = max(k, pipeline.rerank_depth) if pipeline.reranker is not None else k
-        whys = explain(pipeline, text, [rec.rowid for _, _, rec in hits],
-                       [rec.answer_text for _, _, rec in hits], searched)
+        answered = []
+        with _vectors_kept(pipeline):
+            run = pipeline.run(list(zip(qids, texts, strict=True)), k)
+            for qid, text in zip(qids, texts, strict=True):
+                hits = [(doc, score, store.by_id(doc)) for doc, score in run.get(qid, {}).items()]
+                hits = [(doc, score, rec) for doc, score, rec in hits if rec is not None]
+                whys = explain(pipeline, text, [rec.rowid for _, _, rec in hits],
+                               [rec.answer_text for _, _, rec in hits], searched)
+                answered.append((hits, whys))
         if pipeline.reranker is not None:  # the first rerank_depth hits were rescored
-            top = hits[:pipeline.rerank_depth]
-            cross = pipeline.reranker.score([linear_query(QUERY_ID, text)] * len(top),
-                                            [rec.answer_text for _, _, rec in top])
-            for why, score in zip(whys, cross, strict=False):
-                why["rerank"] = float(score)
-        asked_numbers = numbers(linear_query(QUERY_ID, text))
-        asked = formulas(text, MAX_QUESTION_FORMULAS)
+            pairs = [(linear_query(qid, text), rec.answer_text)
+                     for qid, text, (hits, _) in zip(qids, texts, answered, strict=True)
+                     for _, _, rec in hits[:pipeline.rerank_depth]]
+            cross = iter(pipeline.reranker.score([q for q, _ in pairs], [a for _, a in pairs]))
+            for hits, whys in answered:
+                for why, _ in zip(whys, hits[:pipeline.rerank_depth], strict=False):
+                    why["rerank"] = float(next(cross))
         out = []
-        for rank, ((doc, score, rec), why) in enumerate(zip(hits, whys, strict=True), 1):
-            marked = frozenset(asked_numbers & numbers(rec.answer_text))
-            answer_html, found = display(rec.record.answer, marked, asked, state.limits)
-            out.append({
-                "rank": rank, "id": doc, "score": float(score), "source": rec.record.source,
-                "question": rec.record.question, "answer": rec.record.answer,
-                "final": rec.record.final, "why": why,
-                "highlight": {"numbers": sorted(marked, key=lambda n: (float(n), n)),
-                              "formulas": found},
-                "display": state.display(rec.record, answer_html)})
-        return {"question": question, "query": text, "mode": pipeline.config.mode, "k": k,
-                "state": state.info(), "hits": out}
+        for qid, question, text, (hits, whys) in zip(qids, questions, texts, answered,
+                                                    strict=True):
+            asked_numbers = numbers(linear_query(qid, text))
+            asked = formulas(text, MAX_QUESTION_FORMULAS)
+            shown = []
+            for rank, ((doc, score, rec), why) in enumerate(zip(hits, whys, strict=True), 1):
+                marked = frozenset(asked_numbers & numbers(rec.answer_text))
+                answer_html, found = display(rec.record.answer, marked, asked, state.limits)
+                shown.append({
+                    "rank": rank, "id": doc, "score": float(score), "source": rec.record.source,
+                    "question": rec.record.question, "answer": rec.record.answer,
+                    "final": rec.record.final, "why": why,
+                    "highlight": {"numbers": sorted(marked, key=lambda n: (float(n), n)),
+                                  "formulas": found},
+                    "display": state.display(rec.record, answer_html)})
+            out.append({"question": question, "query": text, "mode": pipeline.config.mode,
+                        "k": k, "state": state.info(), "hits": shown})
+        return out
 
     def duplicates(self, question: str, final: str | None, k: int) -> dict:
         """``/duplicates``: the stored questions nearest *question*, each with the finder's

@@ -1,0 +1,162 @@
+"""``python -m benchmarks.serve_load`` on the sample index, and the batching of ``/search``
+requests that wait for the server's worker together (:meth:`Service.search_queued`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import threading
+
+import httpx
+import pytest
+
+from index.manifest import read_manifest
+from mathmatch.server import ServeConfig, create_app
+
+LOCAL = "http://127.0.0.1"
+
+
+def _queries(sample_dir, n: int) -> list[str]:
+    lines = (sample_dir / "queries.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line)["text"] for line in lines[:n]]
+
+
+def test_the_benchmark_measures_both_phases_and_the_add_is_committed(sample_index, sample_dir,
+                                                                     tmp_path):
+    from benchmarks.serve_load import main
+
+    add = tmp_path / "add.jsonl"
+    lines = (sample_dir / "records.jsonl").read_text(encoding="utf-8").splitlines()[:3]
+    add.write_text("".join(json.dumps({**json.loads(line), "id": f"load-{i}"}) + "\n"
+                           for i, line in enumerate(lines)), encoding="utf-8")
+    records = read_manifest(sample_index)["store"]["records"]
+    out = tmp_path / "serve_load.json"
+    code = main(["--index", str(sample_index), "--clients", "2", "--seconds", "3",
+                 "--queries", str(sample_dir / "queries.jsonl"), "--add", str(add),
+                 "--work", str(tmp_path / "work"), "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert code == 0, result
+    assert result["mode"] == "hybrid" and result["clients"] == 2 and result["records"] == records
+    for phase in ("idle", "add"):
+        s = result[phase]
+        assert s["requests"] > 0 and s["errors"] == 0 and s["error_kinds"] == {}
+        assert 0 < s["p50_ms"] <= s["p95_ms"] <= s["p99_ms"] <= s["max_ms"]
+        # "seconds" is rounded to 0.1 s: the rate agrees to 1 %
+        assert s["requests_per_second"] == pytest.approx(s["requests"] / s["seconds"], rel=0.01)
+    a = result["add"]["index_add"]
+    assert a["returncode"] == 0 and a["tracebacks"] == 0 and result["server_tracebacks"] == 0
+    assert a["records_before"] == records and a["added"] == 3
+    assert a["records_after"] == records + 3 and a["seen"] is True
+    # the add wrote the benchmark's copy, never the index it was given
+    assert read_manifest(tmp_path / "work" / "index")["store"]["records"] == records + 3
+    assert read_manifest(sample_index)["store"]["records"] == records
+    assert "machine" in result
+
+
+def _same_hits(batched: list[dict], alone: list[dict]) -> None:
+    """The same hits and score parts, allowing for float noise (a batch pads the questions
+    it encodes together) and for ties ordered either way."""
+    assert [h["score"] for h in batched] == pytest.approx([h["score"] for h in alone], abs=1e-4)
+    by_id = {h["id"]: h for h in alone}
+    for hit, other in zip(batched, alone, strict=True):
+        if hit["id"] != other["id"]:  # a tie
+            assert hit["score"] == pytest.approx(other["score"], abs=1e-4)
+        if hit["id"] in by_id:
+            _close(hit["why"], by_id[hit["id"]]["why"])
+            assert hit["display"] == by_id[hit["id"]]["display"]
+
+
+def _close(got, want) -> None:
+    """Equal, numbers to 1e-4 (nested dicts and lists)."""
+    if isinstance(want, dict):
+        assert got.keys() == want.keys()
+        for key in want:
+            _close(got[key], want[key])
+    elif isinstance(want, float):
+        assert got == pytest.approx(want, abs=1e-4)
+    else:
+        assert got == want
+
+
+def test_requests_waiting_together_are_searched_as_one_batch_with_the_same_answers(
+        sample_index, sample_dir):
+    app = create_app(sample_index, ServeConfig())
+    service = app.state.service
+    batches: list[list[tuple]] = []
+    search_many = service.search_many
+
+    def spy(asked):
+        batches.append(list(asked))
+        return search_many(asked)
+
+    service.search_many = spy
+    questions = _queries(sample_dir, 8)
+    bodies = [{"question": q, "k": 5} for q in questions] + [
+        {"question": questions[0], "k": 3, "mode": "dense"},  # another group of the batch
+        {"question": questions[1], "k": 5},  # the same question twice
+        {"question": "<math><mi>x</mi>", "k": 5}]  # refused, alone
+
+    async def post(client, body):
+        return await client.post("/search", json=body)
+
+    async def together() -> list[httpx.Response]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url=LOCAL) as client:
+            # the worker busy: every request waits, then one turn takes them all
+            busy = threading.Event()
+            service.executor.submit(busy.wait)
+            sent = [asyncio.create_task(post(client, b)) for b in bodies]
+            while len(service._waiting) < len(bodies):
+                await asyncio.sleep(0.01)
+            busy.set()
+            return await asyncio.gather(*sent)
+
+    async def one_at_a_time() -> list[httpx.Response]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url=LOCAL) as client:
+            return [await post(client, b) for b in bodies]
+
+    try:
+        alone = asyncio.run(one_at_a_time())
+        assert [len(b) for b in batches] == [1] * len(bodies)
+        batches.clear()
+        batched = asyncio.run(together())
+    finally:
+        service.executor.submit(service.close).result()
+    assert [len(b) for b in batches] == [len(bodies)]  # one turn of the worker took them all
+    assert [r.status_code for r in batched] == [r.status_code for r in alone] == \
+        [200] * (len(bodies) - 1) + [422]
+    assert batched[-1].json() == alone[-1].json()
+    for got, want, body in zip(batched[:-1], alone[:-1], bodies, strict=False):
+        got, want = got.json(), want.json()
+        assert {k: v for k, v in got.items() if k != "hits"} == \
+            {k: v for k, v in want.items() if k != "hits"}
+        assert got["mode"] == body.get("mode", "hybrid") and len(got["hits"]) == body["k"]
+        _same_hits(got["hits"], want["hits"])
+
+
+@pytest.mark.slow
+def test_a_batch_with_a_cross_scorer_gives_each_hit_its_own_score(sample_index, sample_dir,
+                                                                   tiny_llama_path, tmp_path):
+    from mathmatch.service import Service
+    from tuning.reranker import RerankTuneConfig, tune_reranker
+
+    index = shutil.copytree(sample_index, tmp_path / "idx")
+    ckpt = tmp_path / "rr"
+    tune_reranker(RerankTuneConfig(index=index, out=ckpt, base=str(tiny_llama_path),
+                                   group_size=3, steps=1, groups_per_step=1, depth=10,
+                                   device="cpu", save_every=1, warmup_steps=0,
+                                   max_length=128, max_question=48))
+    service = Service(index, ServeConfig(rerank=str(ckpt), symbolic=True))
+    questions = _queries(sample_dir, 3)
+    try:
+        alone = [service.search(q, 5, None) for q in questions]
+        batched = service.search_many([(q, 5, None) for q in questions])
+    finally:
+        service.close()
+    for got, want in zip(batched, alone, strict=True):
+        assert [h["id"] for h in got["hits"]] == [h["id"] for h in want["hits"]]
+        assert [h["why"]["rerank"] for h in got["hits"]] == \
+            pytest.approx([h["why"]["rerank"] for h in want["hits"]], abs=1e-3)
+        assert all(h["why"]["rerank"] is not None for h in got["hits"])
