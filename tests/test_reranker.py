@@ -36,6 +36,23 @@ def _cfg(index: Path, base: Path, out: Path, **kw) -> RerankTuneConfig:
     return RerankTuneConfig(**settings)
 
 
+def _groups_drawn(cfg: RerankTuneConfig) -> list[dict]:
+    """The training groups ``tune_reranker(cfg)`` draws, stopping it at its first checkpoint."""
+    import tuning.reranker as train
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    saved = train._save_checkpoint
+    train._save_checkpoint = stop
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            tune_reranker(cfg)
+    finally:
+        train._save_checkpoint = saved
+    return [json.loads(line) for line in (cfg.out / CHECKPOINTS / GROUPS_FILE).open()]
+
+
 # --- the input ---------------------------------------------------------------------------------
 
 
@@ -258,20 +275,7 @@ def test_excluded_queries_and_gold_records_never_form_groups(sample_index, tiny_
     excluded = set(qrels) | {d for docs in qrels.values() for d in docs}
     cfg = _cfg(sample_index, tiny_llama_path, tmp_path / "rr", steps=60, groups_per_step=4,
                exclude_qrels=[sample_dir / "qrels.tsv"])
-    # Stop after the groups are drawn: the first checkpoint write raises.
-    import tuning.reranker as train
-
-    def stop(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    saved = train._save_checkpoint
-    train._save_checkpoint = stop
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            tune_reranker(cfg)
-    finally:
-        train._save_checkpoint = saved
-    groups = [json.loads(line) for line in (cfg.out / CHECKPOINTS / GROUPS_FILE).open()]
+    groups = _groups_drawn(cfg)
     assert len(groups) == 240
     used = {d for g in groups for d in g["docs"]} | {g["qid"] for g in groups}
     assert not used & excluded
@@ -307,22 +311,9 @@ def test_a_threads_other_answers_are_never_its_negatives(tmp_path, tiny_encoder_
 
 def test_exclude_ids_keeps_matching_records_out_of_every_group(sample_index, tiny_llama_path,
                                                                tmp_path):
-    import tuning.reranker as train
-
     cfg = _cfg(sample_index, tiny_llama_path, tmp_path / "rr", steps=40, groups_per_step=4,
                exclude_ids=["gsm8k-*"])
-
-    def stop(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    saved = train._save_checkpoint
-    train._save_checkpoint = stop
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            tune_reranker(cfg)
-    finally:
-        train._save_checkpoint = saved
-    groups = [json.loads(line) for line in (cfg.out / CHECKPOINTS / GROUPS_FILE).open()]
+    groups = _groups_drawn(cfg)
     used = {d for g in groups for d in g["docs"]}
     assert len(groups) == 160 and used
     assert not [d for d in used if d.startswith("gsm8k-")]
