@@ -6,6 +6,15 @@ Presentation MathML is written the way a person would type it: ``(x^2 + 1)/(2x)`
 <ci>x</ci><cn>1</cn></apply></apply>`` becomes ``2*(x + 1)``.  Parallel markup
 (``<semantics>``) uses its first child; annotations (LaTeX, Content) are skipped.
 
+Structure a reader needs is written out: a space after a fraction, root or script that is
+followed by another operand (``1/N sum_(i = 1)^N x_i``, ``w_1 x_1``), brackets around a script
+that carries scripts itself (``P_(C_12)``), accents as accents (``vec(v)``), ``mglyph`` as its
+``alt`` text, ``menclose`` notations that mean something by name (``phasorangle(x)``,
+``cancel(x)``), and the limits of a large operator the same way whether they are written with
+``munder``/``mover``/``munderover`` or ``msub``/``msup``/``msubsup``, whatever the producer.
+Content MathML qualifiers are written out: ``sum_(x = a)^b f(x)``, ``lim_(x → 0) sin(x)``,
+``∀x: x - x = 0``, ``int_0^1 x^2 dx``, ``{-x if x < 0; x otherwise}``.
+
 LaTeXML's MathML and latex2mathml's of the same LaTeX read alike: invisible times and function
 application become a space where letters would otherwise run into one word (``n ln n``), styled
 letters (the differential's italic d, bold, script) plain ones, primes ``'``, and a scripted large
@@ -28,7 +37,7 @@ from lxml import etree
 
 # Bumped whenever the text written for some MathML changes: the linear text an index stores
 # (its answers' text) was written by the version that index records.
-LINEAR_VERSION = 2
+LINEAR_VERSION = 3
 
 # Operators are mapped to the ASCII a reader (and the embedder's vocabulary) knows best.
 OPERATOR_TEXT = {
@@ -46,7 +55,8 @@ OPERATOR_TEXT = {
 # Operators written with a space on each side when they join two operands.
 _SPACED = set("+-=<>\u00b1\u2213\u00d7\u00b7\u22c5\u2219\u00f7\u2264\u2265\u2260\u2248\u2261"
               "\u2245\u223c\u2192\u21d2\u21d4\u2190\u27f9\u2208\u2209\u2282\u2286\u222a"
-              "\u2229\u2227\u2228\u2223\u2218*")
+              "\u2229\u2227\u2228\u2223\u2218*\u2243\u21a6\u2283\u2287\u2288\u2284\u2295\u2297"
+              "\u221d\u27f6\u2270\u2271\u219b\u21ae\u2262\u226e\u226f\u2249\u2226\u2224")
 _OPEN = set("([{\u27e8\u2308\u230a")
 _CLOSE = set(")]}\u27e9\u2309\u230b")
 _ACCENTS = {
@@ -55,9 +65,21 @@ _ACCENTS = {
     "\u2192": "vec", "\u20d7": "vec",
     "~": "tilde", "\u02dc": "tilde", "\u0303": "tilde",
     "\u02d9": "dot", ".": "dot", "\u00a8": "ddot", "\u2322": "arc", "\u23dc": "arc",
+    "\u21c0": "vec", "\u20d1": "vec", "\u0307": "dot", "\u0308": "ddot", "\u20db": "dddot",
+    "\u00b4": "acute", "\u02ca": "acute", "\u0301": "acute", "`": "grave", "\u02cb": "grave",
+    "\u0300": "grave", "\u02d8": "breve", "\u0306": "breve", "\u02c7": "check",
+    "\u030c": "check", "\u02da": "ring", "\u030a": "ring", "\u2190": "overleftarrow",
+    "\u2194": "overleftrightarrow", "\u23de": "overbrace", "\u23b4": "overbrace",
 }
+# Accents written under their base (an underline is handled apart).
+_UNDER_ACCENTS = {"\u23df": "underbrace", "\u23b5": "underbrace", "\u2192": "underrightarrow",
+                  "\u2190": "underleftarrow", "~": "utilde"}
 _LARGE_OPS = {"\u2211": "sum", "\u220f": "prod", "\u222b": "int", "\u222e": "oint", "lim": "lim",
-              "\u22c3": "union", "\u22c2": "intersection", "max": "max", "min": "min"}
+              "\u22c3": "union", "\u22c2": "intersection", "max": "max", "min": "min",
+              "\u222c": "iint", "\u222d": "iiint", "\u2210": "coprod", "\u2a01": "oplus",
+              "\u2a02": "otimes", "\u2a00": "odot", "\u22c0": "\u22c0", "\u22c1": "\u22c1",
+              "sup": "sup", "inf": "inf", "lim sup": "limsup", "lim inf": "liminf"}
+_BARE_LARGE = frozenset("\u2211\u220f\u222b\u222e\u22c3\u22c2\u222c\u222d")
 # Written without brackets where an operand is needed: a number, one letter, x_1, 5!.
 _ATOM_RE = re.compile(r"^(?:\d+(?:[.,]\d+)*|\.\d+|[^\W\d_]|[^\W\d_]_\w+|\d+!)$")
 _WS_RE = re.compile(r"\s+")
@@ -86,6 +108,9 @@ def _letter_fold() -> dict[int, str]:
 
 
 _FOLD = _letter_fold()
+_DOUBLE_STRUCK = {c: unicodedata.lookup(f"DOUBLE-STRUCK CAPITAL {c}") if c in "CHNPQRZ"
+                  else unicodedata.lookup(f"MATHEMATICAL DOUBLE-STRUCK CAPITAL {c}")
+                  for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
 # Tokens (<mi>, <mn>, <mtext>) lose invisible operators: LaTeXML leaves them in the text it
 # writes for a formula it could not parse.
 _TOKEN_FOLD = {**_FOLD, 0x2061: None, 0x2062: None, 0x2063: None, 0x2064: None}
@@ -105,7 +130,17 @@ _UNESCAPED = {"lt": " < ", "gt": " > ", "amp": "&", "quot": '"', "#39": "'"}
 _ROWLIKE = frozenset({"math", "mrow", "mstyle", "mpadded", "merror", "menclose", "mtd", "maction",
                       "mark", "mlabeledtr"})
 _INVISIBLE = frozenset({"mphantom", "annotation", "annotation-xml", "mprescripts", "none",
-                        "malignmark", "maligngroup", "mglyph"})
+                        "malignmark", "maligngroup"})
+# Elements after which a following operand is set apart by a space (see _structure_gap).
+_FRACTIONS = frozenset({"mfrac", "msqrt", "mroot"})
+_SCRIPTS = frozenset({"msub", "msup", "msubsup", "mmultiscripts", "munder", "mover", "munderover"})
+# menclose notations that mean something, by the name written; the others (box, roundedbox,
+# circle, left, right) only decorate, and the enclosed formula is written alone.
+_ENCLOSE_NAMES = {"phasorangle": "phasorangle", "radical": "sqrt", "longdiv": "longdiv",
+                  "actuarial": "actuarial", "madruwb": "madruwb", "top": "overline",
+                  "bottom": "underline", "updiagonalstrike": "cancel",
+                  "downdiagonalstrike": "cancel", "verticalstrike": "cancel",
+                  "horizontalstrike": "cancel", "updiagonalarrow": "updiagonalarrow"}
 
 
 def to_linear(el: etree._Element) -> str:
@@ -221,13 +256,22 @@ def _mo(el: etree._Element) -> str:
     t = _text(el)
     if not t and el.text:  # LaTeXML writes \qquad as an <mo> of spaces
         return " "
+    if t in _BARE_LARGE:  # a large operator with no limits reads by name, as with them: sum
+        return _LARGE_OPS[t]
     return OPERATOR_TEXT[t] if t in OPERATOR_TEXT else t.translate(_FOLD)
 
 
 def _token(el: etree._Element) -> str:
+    if len(el):  # an <mglyph>, or a <math> inside <mtext> (MathML 4): written in place
+        parts = [el.text or ""]
+        for child in el:
+            parts += [_lin(child) if isinstance(child.tag, str) else "", child.tail or ""]
+        return _WS_RE.sub(" ", "".join(parts)).strip().translate(_TOKEN_FOLD)
     t = _text(el)
     if not t and el.text and el.tag == "mtext":  # latex2mathml writes "\ " as an <mtext>
         return " "
+    if el.get("mathvariant") == "double-struck" and len(t) == 1 and t.isascii() and t.isalpha():
+        return _DOUBLE_STRUCK.get(t, t)  # <mi mathvariant="double-struck">R</mi> is ℝ
     return t.translate(_TOKEN_FOLD)
 
 
@@ -247,18 +291,19 @@ def _named_op(el: etree._Element) -> str | None:
         if len(kids) != 1:
             return None
         el = kids[0]
-    if el.tag != "mo":
+    if el.tag not in ("mo", "mi"):
         return None
     t = _text(el)
-    if t in _LARGE_OPS:
+    if t in _LARGE_OPS:  # an <mi>∫</mi> (the MathML specification's own examples) too
         return _LARGE_OPS[t]
-    return t if len(t) > 1 and t.isalpha() else None
+    return t if el.tag == "mo" and len(t) > 1 and t.isalpha() else None
 
 
 def _row(children: list) -> str:
     """Join a row's children with the spacing a reader expects around operators."""
     out: list[str] = []
     prev_kind = "start"  # start | operand | op | open
+    prev_el = None  # the element that wrote the last operand
     integral = False
     children = [c for c in children if isinstance(c.tag, str) and c.tag not in _INVISIBLE]
     for i, child in enumerate(children):
@@ -271,6 +316,8 @@ def _row(children: list) -> str:
                 out.append(op)
                 prev_kind = "open"
             elif op in _CLOSE:
+                if out and out[-1].endswith(" ") and not out[-1].isspace():
+                    out[-1] = out[-1].rstrip()  # "(sum_1^n)", not "(sum_1^n )"
                 out.append(op)
                 prev_kind = "operand"
             elif op in (",", ";"):
@@ -291,11 +338,12 @@ def _row(children: list) -> str:
             continue
         if prev_kind == "operand" and out and (
                 _needs_space(out[-1], s, child.tag)
+                or _structure_gap(prev_el, out[-1], s)
                 or integral and _differential(s, children[i + 1:i + 2])):
             out.append(" ")
         out.append(s)
         integral = integral or s.startswith(_INTEGRALS)
-        prev_kind = "operand"
+        prev_kind, prev_el = "operand", child
     text = "".join(out).strip()
     # A row that ends with an operator with limits (LaTeXML wraps "\sum_i" in <mstyle>) or a
     # binary one (LaTeXML's "<mrow>x <</mrow>" before the right operand) keeps the space that
@@ -319,10 +367,43 @@ def _differential(s: str, following: list) -> bool:
         and len(_text(following[0])) == 1 and _text(following[0]).isalpha()
 
 
+def _last_tag(el: etree._Element) -> str:
+    """The tag of the element a row's operand ends with: ``x^2`` in ``<mrow>2 x^2</mrow>``."""
+    while el.tag in _ROWLIKE and el.tag != "menclose":
+        kids = [k for k in _children(el) if k.tag not in _INVISIBLE]
+        if not kids:
+            break
+        el = kids[-1]
+    return el.tag
+
+
+def _structure_gap(prev: etree._Element | None, left: str, right: str) -> bool:
+    """A space between an operand that ends a fraction, root or script and the next operand.
+
+    Without it the linear text says another formula: ``1/Nx`` (1/(Nx)?), ``w_1x_1``, ``x^2y``.
+    After a fraction or root any operand is set apart (``1/2 (x + 1)``, ``sqrt(2) x``); after a
+    script only one that would run into it (``x^2 y``, but ``f'(x)`` and ``e^(-x)dx`` stay).
+    """
+    if prev is None or not left or left[-1] == " " or not right:
+        return False
+    tag, first = _last_tag(prev), right[0]
+    if first in _CLOSE or first in ",;.!'|\u2032" or first.isspace():
+        return False
+    if tag in _FRACTIONS:
+        return True
+    if tag in _SCRIPTS:
+        return first not in _OPEN
+    # After a function applied without brackets: "sin θ N", not "sin θN" (sin of θN).
+    return first.isalnum() and prev.tag in _ROWLIKE and any(
+        k.tag == "mo" and (k.text or "").strip() == "\u2061" for k in _children(prev))
+
+
 def _needs_space(left: str, right: str, tag: str) -> bool:
     """Two operands side by side: keep ``2x`` and ``x(y)``, but write ``sin x``, ``3 4`` and
     ``n ln n`` (``nln n`` would read, and be tokenised, as one word)."""
     if tag == "mtext" or left[-1:].isdigit() and right[:1].isdigit():
+        return True
+    if right[:1] in "\u2202\u2207" and left[-1:].isalnum():  # ∂x ∂y, not ∂x∂y
         return True
     tail = left.split()[-1] if left.strip() else ""
     if len(tail) > 1 and tail.isalpha() and right[:1].isalnum():
@@ -373,12 +454,15 @@ def _script(base: etree._Element | str, sub: etree._Element | str | None,
             s = op
         elif s.endswith(" "):  # the base is itself an operator with limits
             s = op = s.rstrip()
-        elif not (_atomic(base, False) or _is_atom(s) or s[-1:] in ")]}|'\u2032\u2016\u2225"):
+        elif base.tag == "mo" and len(s) == 1:  # an operator alone: ∂^2, ∇^2
+            pass
+        elif not (_atomic(base, False) or _is_atom(s)
+                  or s[-1:] in ")]}|'\u2032\u2016\u2225\u27e9"):
             s = f"({s})"
     if sub is not None and not isinstance(sub, str):
-        sub = _pres_operand(sub)
+        sub = _script_text(sub)
     elif sub:
-        sub = _wrap(sub)
+        sub = _nested(_wrap(sub))
     primes = ""
     if sup is not None and not isinstance(sup, str):
         primes, rest = _leading_primes(sup)
@@ -387,10 +471,9 @@ def _script(base: etree._Element | str, sub: etree._Element | str | None,
         else:
             text = _lin(sup)
             only_primes = text and set(text) <= _PRIMES
-            sup = text if only_primes or _atomic(sup, False) or _is_atom(text) or not text \
-                else f"({text})"
+            sup = text if only_primes else _script_text(sup, text)
     elif sup and not set(sup) <= _PRIMES:
-        sup = _wrap(sup)
+        sup = _nested(_wrap(sup))
     if sub:
         s += "_" + sub
     if primes:
@@ -403,6 +486,34 @@ def _script(base: etree._Element | str, sub: etree._Element | str | None,
             s += "^" + sup
     # An operator applies to what follows: "sum_(i = 1)^10 i", not "...^10i".
     return s + " " if op else s
+
+
+def _nested(text: str) -> str:
+    """A script that carries scripts itself is bracketed: ``P_(C_12)``, not ``P_C_12``."""
+    if _enclosed(text):
+        return text
+    depth = 0
+    for ch in text:
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif depth == 0 and ch in "_^":
+            return f"({text})"
+    return text
+
+
+def _script_text(el: etree._Element, text: str | None = None) -> str:
+    """A subscript or superscript: bare when it is one operand (``x_1``, ``a^+``, ``z^*``)."""
+    text = _lin(el) if text is None else text
+    if not text:
+        return text
+    if _atomic(el, False) or _is_atom(text):
+        return _nested(text)
+    # One operator alone (a^+, z^*, A^†) reads as itself; "-1" or "n + 1" need brackets.
+    if el.tag == "mo" and len(text) == 1 and not text.isalnum():
+        return text
+    return f"({text})"
 
 
 def _primes(text: str) -> str:
@@ -445,7 +556,8 @@ def _mmultiscripts(el: etree._Element) -> str:
     s = ""
     for i in range(0, len(pre) - 1, 2):
         s += _script("", pre[i], pre[i + 1]) if (pre[i] or pre[i + 1]) else ""
-    s += base
+    # Prescripts hang on an empty base, apart from the base they precede: "{}_c^d X".
+    s = "{}" + s + " " + base if s else base
     for i in range(0, len(post) - 1, 2):
         s = _script(s, post[i] or None, post[i + 1] or None)
     return s
@@ -477,18 +589,42 @@ def _under_over(el: etree._Element) -> str:
     else:
         return _row(kids)
     accent = _ACCENTS.get(over or "") if under is None else None
-    if accent:
+    if accent and not _named_op(kids[0]):
         return f"{accent}({base})"
-    if over is None and under in _ACCENTS and under in ("_", "\u00af", "\u0332", "\u2015"):
+    if over is None and under in ("_", "\u00af", "\u0332", "\u2015"):
         return f"underline({base})"
+    if over is None and under in _UNDER_ACCENTS and not _named_op(kids[0]):
+        return f"{_UNDER_ACCENTS[under]}({base})"
     op = _LARGE_OPS.get(base) or _named_op(kids[0])
+    if not op and base.endswith(" "):
+        # The base is an operator that has limits already (<mover><munder>∑ i</munder> n</mover>):
+        # one more limit, "sum_i^n", not "(sum_i)^n".
+        op = base.rstrip()
     s = op or (base if _atomic(kids[0], False) or _is_atom(base) else f"({base})")
     if under:
-        s += "_" + _wrap(under)
+        s += "_" + _nested(_wrap(under))
     if over:
-        s += "^" + _wrap(over)
+        s += "^" + _nested(_wrap(over))
     # A large operator applies to what follows: "sum_(i = 1)^10 i", not "...^10i".
     return s + " " if op else s
+
+
+def _menclose(el: etree._Element) -> str:
+    """Enclosed content, inside the names of the notations that mean something."""
+    text = _row(list(el))
+    names = []
+    for notation in (el.get("notation") or "").split():
+        name = _ENCLOSE_NAMES.get(notation)
+        if name and name not in names:
+            names.append(name)
+    for name in reversed(names):
+        text = f"{name}({text})"
+    return text
+
+
+def _mglyph(el: etree._Element) -> str:
+    """A glyph given as an image reads as its ``alt`` text (the operand it stands for)."""
+    return el.get("alt", "").strip()
 
 
 def _mfenced(el: etree._Element) -> str:
@@ -508,13 +644,26 @@ def _mtable(el: etree._Element) -> str:
     rows = []
     for tr in _children(el):
         if tr.tag in ("mtr", "mlabeledtr"):
-            cells = [_AMP_CELL_RE.sub("", _lin(td)) for td in _children(tr)]
-            if tr.tag == "mlabeledtr":
-                cells = cells[1:]
-            rows.append(", ".join(c for c in cells if c) if len(cells) > 1 else "".join(cells))
+            tds = _children(tr)[1:] if tr.tag == "mlabeledtr" else _children(tr)
+            cells = [(_AMP_CELL_RE.sub("", _lin(td)), _is_words(td)) for td in tds]
+            cells = [c for c in cells if c[0]]
+            row = ""
+            for i, (text, words) in enumerate(cells):
+                # A cell of words ("if", "otherwise") reads with its neighbours: "-x if x < 0".
+                if i:
+                    row += " " if words or cells[i - 1][1] else ", "
+                row += text
+            rows.append(row)
         else:
             rows.append(_lin(tr))
     return "[" + "; ".join(rows) + "]"
+
+
+def _is_words(el: etree._Element) -> bool:
+    """True for a table cell that holds only text (``<mtext>if</mtext>``)."""
+    kids = [k for k in el.iter() if isinstance(k.tag, str) and k is not el]
+    return bool(kids) and all(k.tag == "mtext" or k.tag in _ROWLIKE for k in kids) \
+        and any(k.tag == "mtext" and _text(k).replace(" ", "").isalpha() for k in kids)
 
 
 def _semantics(el: etree._Element) -> str:
@@ -540,6 +689,7 @@ _HANDLERS = {
     "mmultiscripts": _mmultiscripts, "msqrt": _msqrt, "mroot": _mroot,
     "munder": _under_over, "mover": _under_over, "munderover": _under_over,
     "mfenced": _mfenced, "mtable": _mtable, "semantics": _semantics,
+    "menclose": _menclose, "mglyph": _mglyph,
 }
 
 
@@ -549,10 +699,20 @@ _INFIX = {
     "plus": (" + ", 10), "minus": (" - ", 10), "times": ("*", 20), "divide": ("/", 20),
     "eq": (" = ", 1), "neq": (" != ", 1), "lt": (" < ", 1), "gt": (" > ", 1), "leq": (" <= ", 1),
     "geq": (" >= ", 1), "approx": (" ~ ", 1), "equivalent": (" <=> ", 0), "implies": (" => ", 0),
-    "and": (" and ", 0), "or": (" or ", 0), "union": (" U ", 5), "intersect": (" n ", 5),
-    "in": (" in ", 1), "notin": (" not in ", 1), "subset": (" subset ", 1),
-    "compose": (" o ", 25), "rem": (" mod ", 20),
+    "and": (" and ", 0), "or": (" or ", 0), "xor": (" xor ", 0), "union": (" \u222a ", 5),
+    "intersect": (" \u2229 ", 5), "in": (" \u2208 ", 1), "notin": (" \u2209 ", 1),
+    "subset": (" \u2286 ", 1), "prsubset": (" \u2282 ", 1), "notsubset": (" \u2288 ", 1),
+    "notprsubset": (" \u2284 ", 1), "setdiff": (" \\ ", 5), "cartesianproduct": (" \u00d7 ", 20),
+    "vectorproduct": (" \u00d7 ", 20), "scalarproduct": (" \u22c5 ", 20),
+    "outerproduct": (" \u2297 ", 20), "compose": (" \u2218 ", 25), "rem": (" mod ", 20),
+    "factorof": (" | ", 1),
 }
+# Operators written large, with their limits, when they carry bound variables or a domain.
+_BIG = {"sum": "sum", "product": "prod", "plus": "sum", "times": "prod", "int": "int",
+        "union": "union", "intersect": "intersection", "and": "\u22c0", "or": "\u22c1",
+        "max": "max", "min": "min", "gcd": "gcd", "lcm": "lcm"}
+_QUALIFIERS = ("bvar", "lowlimit", "uplimit", "degree", "logbase", "condition",
+               "domainofapplication", "momentabout")
 _FUNCS = {"quotient": "quotient", "factorof": "divides", "max": "max", "min": "min", "gcd": "gcd",
           "lcm": "lcm", "exp": "exp", "ln": "ln", "floor": "floor", "ceiling": "ceil",
           "conjugate": "conj", "arg": "arg", "real": "Re", "imaginary": "Im", "determinant": "det",
@@ -563,11 +723,16 @@ _TRIG = {"sin", "cos", "tan", "sec", "csc", "cot", "sinh", "cosh", "tanh", "sech
          "arcsin", "arccos", "arctan", "arcsec", "arccsc", "arccot", "arcsinh", "arccosh",
          "arctanh", "log"}
 _CONSTANTS = {"pi": "pi", "exponentiale": "e", "imaginaryi": "i", "infinity": "oo", "true": "true",
-              "false": "false", "emptyset": "{}", "eulergamma": "gamma", "notanumber": "NaN"}
+              "false": "false", "emptyset": "{}", "eulergamma": "gamma", "notanumber": "NaN",
+              "integers": "\u2124", "reals": "\u211d", "rationals": "\u211a",
+              "naturalnumbers": "\u2115", "complexes": "\u2102", "primes": "\u2119",
+              "ident": "id"}
 _CONTENT_TAGS = frozenset({"apply", "ci", "cn", "csymbol", "bind", "set", "list", "vector",
                            "matrix", "interval", "piecewise", "cs", "share", "cerror", "cbytes",
                            "bvar", "lowlimit", "uplimit", "degree", "logbase", "condition",
-                           "domainofapplication", "momentabout", "matrixrow"}
+                           "domainofapplication", "momentabout", "matrixrow", "lambda", "piece",
+                           "otherwise", "forall", "exists", "selector", "inverse", "moment",
+                           "tendsto"}
                           | set(_INFIX) | set(_FUNCS) | _TRIG | set(_CONSTANTS)
                           | {"power", "root", "abs", "factorial", "minus"})
 _ATOMIC = 100
@@ -605,10 +770,17 @@ def _content(el: etree._Element) -> tuple[str, int]:
         return _CONSTANTS.get(name, name), _ATOMIC
     if tag in _CONSTANTS:
         return _CONSTANTS[tag], _ATOMIC
+    if tag in ("set", "list", "vector", "matrix") and any(
+            c.tag in _QUALIFIERS for c in _children(el)):
+        return _by_rule(el), _ATOMIC
     if tag in ("set", "list", "vector"):
         inner = ", ".join(_content(c)[0] for c in _children(el) if c.tag != "bvar")
         brackets = {"set": "{}", "list": "[]", "vector": "()"}[tag]
         return brackets[0] + inner + brackets[1], _ATOMIC
+    if tag == "piecewise":
+        return _piecewise(el), _ATOMIC
+    if tag == "lambda":
+        return _lambda(el), 0
     if tag == "interval":
         kids = [_content(c)[0] for c in _children(el)]
         closure = el.get("closure", "closed")
@@ -630,22 +802,190 @@ def _operand(el: etree._Element, min_prec: int) -> str:
     return s if p >= min_prec else f"({s})"
 
 
+def _bvars(quals: list) -> list[tuple[str, str | None]]:
+    """(variable, degree) of each ``bvar``: ``<bvar><ci>x</ci><degree>2</degree></bvar>``."""
+    out = []
+    for q in quals:
+        if q.tag == "bvar":
+            kids = _children(q)
+            var = next((_content(k)[0] for k in kids if k.tag != "degree"), _text(q))
+            deg = next((_qual_text(k) for k in kids if k.tag == "degree"), None)
+            out.append((var, deg))
+    return out
+
+
+def _qual_text(q: etree._Element) -> str:
+    """The expression a qualifier (``lowlimit``, ``condition``, ``degree`` ...) holds."""
+    kids = _children(q)
+    return _content(kids[0])[0] if len(kids) == 1 else _row(kids) if kids else _text(q)
+
+
+def _qual(quals: list, tag: str) -> str | None:
+    return next((_qual_text(q) for q in quals if q.tag == tag), None)
+
+
+def _domain(quals: list, names: list[str], interval: etree._Element | None) -> tuple:
+    """The limits written under and over a large operator: ``(x = a, b)``, ``(x ∈ B, None)``."""
+    low, up = _qual(quals, "lowlimit"), _qual(quals, "uplimit")
+    if interval is not None:
+        ends = [_content(c)[0] for c in _children(interval)]
+        if len(ends) == 2:
+            low, up = ends
+    var = ", ".join(names)
+    if low is not None:
+        return (f"{var} = {low}" if var else low), up
+    cond = _qual(quals, "condition")
+    if cond is not None:
+        return cond, up
+    dom = _qual(quals, "domainofapplication")
+    if dom is not None:
+        return (f"{var} \u2208 {dom}" if var else dom), up
+    return (var or None), up
+
+
+def _limits(name: str, under: str | None, over: str | None) -> str:
+    s = name
+    if under:
+        s += "_" + _nested(_wrap(under))
+    if over:
+        s += "^" + _nested(_wrap(over))
+    return s
+
+
+def _big(op: str, quals: list, args: list) -> tuple[str, int]:
+    """``sum_(i = 0)^100 x^i``, ``int_0^1 x^2 dx``, ``lim_(x → 0) sin(x)``, ``⋀_(i = 0)^n ...``."""
+    interval = None
+    if len(args) > 1 and args[0].tag == "interval":
+        interval, args = args[0], args[1:]
+    bvars = _bvars(quals)
+    names = [v for v, _ in bvars]
+    body = ", ".join(_operand(a, 20) for a in args)
+    if op == "int":
+        low, up = _qual(quals, "lowlimit"), _qual(quals, "uplimit")
+        if interval is not None and len(_children(interval)) == 2:
+            low, up = (_content(c)[0] for c in _children(interval))
+        if low is None and up is None:  # a condition or a domain, written under the sign
+            low = _qual(quals, "condition")
+            low = _qual(quals, "domainofapplication") if low is None else low
+        text = _limits("int", low, up) + " " + body
+        text += "".join(f" d{v}" for v in names)
+        return text, 5
+    if op == "limit":
+        low = _qual(quals, "lowlimit")
+        under = f"{', '.join(names)} \u2192 {low}" if low is not None else _qual(quals, "condition")
+        return _limits("lim", under, None) + " " + body, 5
+    under, over = _domain(quals, names, interval)
+    return _limits(_BIG[op], under, over) + " " + body, 5
+
+
+def _quantifier(op: str, quals: list, args: list) -> tuple[str, int]:
+    """``∀x: x - x = 0``, ``∃x ∈ ℤ: f(x) = 0``, ``∀x, x > 0: ...``."""
+    names = ", ".join(v for v, _ in _bvars(quals))
+    s = ("\u2200" if op == "forall" else "\u2203") + names
+    dom = _qual(quals, "domainofapplication")
+    if dom is not None:
+        s += f" \u2208 {dom}"
+    cond = _qual(quals, "condition")
+    if cond is not None:
+        s += f", {cond}"
+    return f"{s}: " + ", ".join(_content(a)[0] for a in args), 0
+
+
+def _derivative(op: str, quals: list, args: list) -> tuple[str, int]:
+    """``d/dx(sin(x))``, ``d^2/dx^2(x^4)``, ``∂^2/(∂x ∂y)(f(x, y))``, ``f'``."""
+    bvars = _bvars(quals)
+    inner = ", ".join(_content(a)[0] for a in args)
+    if not bvars:
+        if op == "diff" and len(args) == 1:  # the derivative of a function: f'
+            return _operand(args[0], 31) + "'", 40
+        if op == "partialdiff" and len(args) == 2 and args[0].tag == "list":
+            index = ", ".join(_content(c)[0] for c in _children(args[0]))
+            return f"D_{_wrap(index)} {_operand(args[1], 31)}", 30
+        return f"{'d' if op == 'diff' else '∂'}({inner})", _ATOMIC
+    d = "d" if op == "diff" else "\u2202"
+    parts, degrees = [], []
+    for var, deg in bvars:
+        parts.append(f"{d}{var}" + (f"^{_wrap(deg)}" if deg and deg != "1" else ""))
+        degrees.append(deg or "1")
+    total = _qual(quals, "degree")
+    if total is None:
+        total = str(sum(int(g) for g in degrees)) if all(g.isdigit() for g in degrees) \
+            else " + ".join(degrees)
+    top = d if total == "1" else f"{d}^{_wrap(total)}"
+    bottom = parts[0] if len(parts) == 1 else "(" + " ".join(parts) + ")"
+    return f"{top}/{bottom}({inner})", _ATOMIC
+
+
+def _by_rule(el: etree._Element) -> str:
+    """A set, list or matrix given by a rule: ``{x | x < 5}``, ``{2*x | x ∈ ℤ}``."""
+    kids = _children(el)
+    quals = [k for k in kids if k.tag in _QUALIFIERS]
+    rest = [k for k in kids if k.tag not in _QUALIFIERS]
+    names = [v for v, _ in _bvars(quals)]
+    expr = _content(rest[-1])[0] if rest else ", ".join(names)
+    cond = _qual(quals, "condition")
+    if cond is None:
+        dom = _qual(quals, "domainofapplication")
+        cond = f"{', '.join(names)} \u2208 {dom}" if dom is not None else ""
+    brackets = {"set": "{}", "list": "[]", "vector": "()", "matrix": "[]"}[el.tag]
+    inner = f"{expr} | {cond}" if cond else expr
+    return brackets[0] + inner + brackets[1]
+
+
+def _piecewise(el: etree._Element) -> str:
+    """``{-x if x < 0; 0 if x = 0; x otherwise}``."""
+    pieces = []
+    for k in _children(el):
+        parts = [_content(c)[0] for c in _children(k)]
+        if k.tag == "piece" and len(parts) == 2:
+            pieces.append(f"{parts[0]} if {parts[1]}")
+        elif k.tag == "otherwise" and parts:
+            pieces.append(f"{parts[0]} otherwise")
+    return "{" + "; ".join(pieces) + "}"
+
+
+def _lambda(el: etree._Element) -> str:
+    """``x ↦ sin(x + 1)``, ``(x, y) ↦ ...``."""
+    kids = _children(el)
+    quals = [k for k in kids if k.tag in _QUALIFIERS]
+    rest = [k for k in kids if k.tag not in _QUALIFIERS]
+    names = [v for v, _ in _bvars(quals)]
+    head = names[0] if len(names) == 1 else "(" + ", ".join(names) + ")"
+    dom = _qual(quals, "domainofapplication")
+    if dom is not None:
+        head = f"{head} \u2208 {dom}" if names else dom
+    body = ", ".join(_content(k)[0] for k in rest)
+    return f"{head} \u21a6 {body}" if names or dom else body
+
+
 def _apply(el: etree._Element) -> tuple[str, int]:
     kids = _children(el)
     if not kids:
         return "", _ATOMIC
     head, args = kids[0], kids[1:]
-    qualifiers = [a for a in args if a.tag in ("bvar", "lowlimit", "uplimit", "degree", "logbase",
-                                               "condition", "domainofapplication", "momentabout")]
+    qualifiers = [a for a in args if a.tag in _QUALIFIERS]
     args = [a for a in args if a not in qualifiers]
     op = head.tag
     if op == "csymbol":
         # LaTeXML writes layout it cannot interpret as csymbols of the "ambiguous" dictionary.
         op = _CSYMBOL_OPS.get(_text(head), _text(head))
+    has_domain = any(q.tag != "degree" and q.tag != "logbase" and q.tag != "momentabout"
+                     for q in qualifiers) or (op in ("int", "sum", "product") and len(args) > 1
+                                              and args[0].tag == "interval")
+    if op in ("forall", "exists"):
+        return _quantifier(op, qualifiers, args)
+    if op in ("diff", "partialdiff"):
+        return _derivative(op, qualifiers, args)
+    if op == "limit" or op in ("int", "sum", "product") or op in _BIG and has_domain:
+        return _big(op, qualifiers, args)
     if op == "subscript" and len(args) == 2:
         return f"{_operand(args[0], 31)}_{_operand(args[1], 31)}", 30
     if op == "minus" and len(args) == 1:
         return "-" + _operand(args[0], 20), 15
+    if op == "tendsto" and len(args) == 2:
+        side = {"above": "+", "below": "-"}.get(head.get("type", ""), "")
+        right = _operand(args[1], 31) + "^" + side if side else _operand(args[1], 2)
+        return f"{_operand(args[0], 2)} \u2192 {right}", 1
     if op in _INFIX:
         sym, prec = _INFIX[op]
         # Left-associative: the right operand of - and / must bind tighter.
@@ -662,20 +1002,34 @@ def _apply(el: etree._Element) -> tuple[str, int]:
         return f"root({inner}, {_row(_children(degree))})", _ATOMIC
     if op == "abs" and args:
         return f"|{_content(args[0])[0]}|", _ATOMIC
+    if op == "card" and args:
+        return f"|{_content(args[0])[0]}|", _ATOMIC
     if op == "factorial" and args:
         return _operand(args[0], 40) + "!", 40
+    if op == "selector" and args:
+        index = ", ".join(_content(a)[0] for a in args[1:])
+        return f"{_operand(args[0], 31)}_{_wrap(index)}" if index else _content(args[0])[0], 30
+    if op == "inverse" and args:
+        return f"{_operand(args[0], 31)}^(-1)", 30
+    if op == "moment":
+        degree, about = _qual(qualifiers, "degree"), _qual(qualifiers, "momentabout")
+        data = ", ".join(_content(a)[0] for a in args)
+        data = data if len(args) == 1 and _operand(args[0], 31) == data else f"({data})"
+        s = "\u27e8" + data + (f"^{_wrap(degree)}" if degree else "") + "\u27e9"
+        about = about if about is None or about.isalnum() else _wrap(about)
+        return (f"{s}_{about}" if about else s), 30
     if op == "log":
         base = next((q for q in qualifiers if q.tag == "logbase"), None)
         name = f"log_{_wrap(_row(_children(base)))}" if base is not None else "log"
         return f"{name}({', '.join(_content(a)[0] for a in args)})", _ATOMIC
     if op in _TRIG:
         return f"{op}({', '.join(_content(a)[0] for a in args)})", _ATOMIC
-    if op in ("diff", "partialdiff"):
-        bvar = next((q for q in qualifiers if q.tag == "bvar"), None)
-        var = _row(_children(bvar)) if bvar is not None else "x"
-        inner = ", ".join(_content(a)[0] for a in args)
-        return f"d/d{var}({inner})", _ATOMIC
     name = _FUNCS.get(op) or (op if op != "apply" else _content(head)[0])
-    if head.tag in ("apply", "ci") and op not in _FUNCS:
+    if head.tag in ("apply", "ci", "bind", "semantics") and op not in _FUNCS:
         name = _wrap(_content(head)[0])
-    return f"{name}({', '.join(_content(a)[0] for a in args)})", _ATOMIC
+    inner = ", ".join(_content(a)[0] for a in args)
+    bvars = [v for v, _ in _bvars(qualifiers)]
+    if bvars:  # grad, laplacian ... of an expression in bound variables: a function of them
+        head_vars = bvars[0] if len(bvars) == 1 else "(" + ", ".join(bvars) + ")"
+        inner = f"{head_vars} \u21a6 {inner}"
+    return f"{name}({inner})", _ATOMIC

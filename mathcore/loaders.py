@@ -321,7 +321,9 @@ def read_mathml_file(path: Path, limits: Limits = DEFAULT_LIMITS) -> Record:
     if name == "math":
         if etree.QName(root).namespace not in (None, MATHML_NS):
             raise MathMLError("root <math> is not in the MathML namespace")
-        body = re.sub(r"^\s*<\?xml[^>]*\?>\s*", "", text)
+        # The prolog is not part of the formula: an XML declaration, a bare <!DOCTYPE math>.
+        body = re.sub(r"^\s*(?:<\?xml[^>]*\?>\s*)?(?:<!DOCTYPE\s+[\w.:-]+\s*>\s*)?", "", text,
+                      flags=re.IGNORECASE)
         return Record(id=stem, question="", answer=body.strip(), source=path.parent.name,
                       origin=str(path))
     sections: dict[str, etree._Element] = {}

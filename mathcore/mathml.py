@@ -8,9 +8,18 @@ source string is never modified; every derived form is built from a copy.
 
 What is refused, each with a :class:`MathMLError` that says why:
 
-* a DOCTYPE or entity declaration anywhere (billion laughs, XXE, external DTDs);
+* a DOCTYPE or entity declaration anywhere (billion laughs, XXE, external DTDs), except the
+  bare ``<!DOCTYPE html>`` that opens a web page: a whole document (:func:`parse_fragment`) may
+  start with a DOCTYPE that has neither an internal subset (``[...]``) nor an external id
+  (``SYSTEM``/``PUBLIC``), since such a DOCTYPE declares nothing and names no file;
 * a named entity that is neither XML's five nor a MathML/HTML5 character name;
 * malformed XML, a root that is not ``math`` in the MathML namespace (or in none);
+* XInclude (``<xi:include>``) is never processed: lxml only expands it when asked to, and no
+  code here asks.
+
+A ``mml:`` or ``m:`` prefix left undeclared (a fragment cut from a document whose root declared
+it) is read as MathML in whole documents as in text fields.  A ``<math>`` inside ``<mtext>``
+(MathML 4 allows it) is part of the formula around it.
 * a formula nested deeper than ``Limits.max_depth`` or longer than ``Limits.max_bytes``.
 
 lxml runs with ``resolve_entities=False``, ``no_network=True``, ``load_dtd=False``, a resolver
@@ -47,8 +56,8 @@ _ENTITY_RE = re.compile(r"&([A-Za-z][A-Za-z0-9]*);")
 _BARE_AMP_RE = re.compile(r"&(?!(?:[A-Za-z][A-Za-z0-9]*|#[0-9]+|#x[0-9A-Fa-f]+);)")
 _BARE_LT_RE = re.compile(r"<(?![A-Za-z_/!?])")
 _DECLARATION_RE = re.compile(r"<!(?:DOCTYPE|ENTITY|ELEMENT|ATTLIST)", re.IGNORECASE)
-# An inline formula: <math ...>...</math>, with or without a namespace prefix.  Math elements
-# cannot nest, so the first matching end tag closes the formula.
+# An inline formula: <math ...>...</math>, with or without a namespace prefix.  A formula may
+# hold another inside <mtext> (MathML 4), so end tags are matched by depth (_find_end).
 _MATH_START_RE = re.compile(r"<(?:([A-Za-z_][\w.-]*):)?math(?=[\s/>])")
 
 # lxml refuses documents nested deeper than this unless huge_tree is set.
@@ -138,6 +147,47 @@ def _check_declarations(source: str) -> None:
         raise MathMLError("DTD or entity declarations are not allowed")
 
 
+# The one DOCTYPE a whole document may open with: a name and nothing else (``<!DOCTYPE html>``),
+# after an optional XML declaration and comments.  With no internal subset it declares no entity;
+# with no SYSTEM or PUBLIC id it names no file: there is nothing for a parser to read or expand.
+_BARE_DOCTYPE_RE = re.compile(
+    r"\A(\s*(?:<\?xml[^>]*\?>)?(?:\s*<!--.*?-->)*\s*)<!DOCTYPE\s+[A-Za-z_][\w.:-]*\s*>",
+    re.IGNORECASE | re.DOTALL)
+
+
+def _check_document_declarations(source: str) -> str:
+    """Refuse declarations in a whole document; return it with a bare leading DOCTYPE blanked.
+
+    The DOCTYPE is replaced by spaces of the same length (offsets stay valid), so that the
+    rule of :func:`_check_declarations` (no declaration anywhere) applies to the rest unchanged.
+    """
+    match = _BARE_DOCTYPE_RE.match(source) if "<!" in source else None
+    if match:
+        blank = " " * (match.end() - match.end(1))
+        source = source[:match.end(1)] + blank + source[match.end():]
+    _check_declarations(source)
+    return source
+
+
+# An undeclared prefix on MathML elements of a whole document: bound to MathML on its root.
+_ROOT_START_RE = re.compile(
+    r"\A(\s*(?:<\?xml[^>]*\?>)?(?:\s*(?:<!--.*?-->|<\?.*?\?>))*\s*<[A-Za-z_][\w.:-]*)",
+    re.DOTALL)
+
+
+def _declare_mathml_prefixes(source: str) -> str:
+    """Bind ``mml:``/``m:`` to MathML on the root element when the document leaves them free."""
+    if ":" not in source:
+        return source
+    missing = [p for p in ("mml", "m")
+               if f"<{p}:" in source and not re.search(rf"\sxmlns:{p}\s*=", source)]
+    root = _ROOT_START_RE.match(source) if missing else None
+    if root is None:
+        return source
+    decls = "".join(f' xmlns:{p}="{MATHML_NS}"' for p in missing)
+    return source[:root.end()] + decls + source[root.end():]
+
+
 def _repair(source: str) -> str:
     """Named entities to characters; a stray "&" or "<" escaped (see _BARE_AMP_RE)."""
     if "&" in source:
@@ -185,13 +235,16 @@ def _parse(text: str, what: str) -> etree._Element:
 def parse_fragment(source: str, limits: Limits = DEFAULT_LIMITS) -> etree._Element:
     """Parse XML that may contain MathML, under the hardening rules; namespaces are kept.
 
-    Used for whole files (records in XML). Raises:
+    Used for whole files (records in XML).  A document may open with a bare ``<!DOCTYPE html>``
+    (see the module docstring); an undeclared ``mml:``/``m:`` prefix is read as MathML.
+
+    Raises:
         MathMLError: on declarations, unknown entities, malformed XML or the limits.
     """
     if len(source) > limits.max_bytes:
         raise MathMLError(f"larger than the limit of {limits.max_bytes} bytes")
-    _check_declarations(source)
-    return _parse(source, "XML")
+    source = _check_document_declarations(source)
+    return _parse(_declare_mathml_prefixes(source), "XML")
 
 
 _ROOT_TAG_RE = re.compile(r"\s*<(?:([A-Za-z_][\w.-]*):)?math(?=[\s/>])([^>]*)>")
@@ -286,14 +339,25 @@ def _find_end(text: str, prefix: str | None, start: int) -> int:
         return -1
     if text[tag_end - 1] == "/":
         return tag_end + 1
-    close = f"</{prefix}:math" if prefix else "</math"
-    pos = text.find(close, tag_end)
-    while pos >= 0:
-        after = pos + len(close)
-        end = text.find(">", after)
-        if end >= 0 and text[after:end].strip() == "":
-            return end + 1
-        pos = text.find(close, after)
+    # MathML 4 allows <math> inside <mtext>: count the formulas opened before each end tag.
+    # Comments and CDATA sections may mention <math>: they are stepped over.
+    name = f"{prefix}:math" if prefix else "math"
+    tag_re = re.compile(rf"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<(/?){re.escape(name)}(?=[\s/>])",
+                        re.DOTALL)
+    depth, pos = 1, tag_end + 1
+    for m in tag_re.finditer(text, pos):
+        if m.group(1) is None:
+            continue
+        end = text.find(">", m.end())
+        if end < 0:
+            return -1
+        if m.group(1):
+            if text[m.end():end].strip() == "":
+                depth -= 1
+                if depth == 0:
+                    return end + 1
+        elif text[end - 1] != "/":
+            depth += 1
     return -1
 
 

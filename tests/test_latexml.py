@@ -51,7 +51,7 @@ def test_invisible_times_before_ln_keeps_the_words_apart():
 
 def test_styled_differential_is_a_plain_d():
     text = to_linear(parse_math(_pair("styled differential d")["latexml"]))
-    assert text == "int_0^\u221e e^(-xt)dt = 1/x"
+    assert text == "int_0^\u221e e^(-xt) dt = 1/x"
     assert "dt" in analyze(text)
 
 
