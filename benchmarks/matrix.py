@@ -81,10 +81,12 @@ def judge(got: float, exp: dict) -> str:
     return "OKish" if abs(got - value) <= tol else "FAIL"
 
 
-def run_condition(cond: dict, data: Path, work: Path, python: str) -> list[tuple]:
-    """Run one condition; rows of (figure, expected, got, verdict)."""
+def run_condition(cond: dict, data: Path, work: Path, python: str,
+                  run: bool = True) -> list[tuple]:
+    """Run one condition (with *run* False: judge the results its commands left under
+    *work*); rows of (figure, expected, got, verdict)."""
     fill = {"data": str(data), "work": str(work), "python": python}
-    for cmd in cond["commands"]:
+    for cmd in cond["commands"] if run else []:
         argv = shlex.split(cmd.format(**fill))
         if argv[0] == "mathmatch":
             argv = [python, "-m", "mathmatch.cli", *argv[1:]]
@@ -148,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--work", type=Path, default=ROOT / "build" / "bench")
     p.add_argument("--python", default=sys.executable)
+    p.add_argument("--judge-only", action="store_true",
+                   help="run no command: judge (and keep) the results already under --work")
     args = p.parse_args(argv)
     if not args.data.is_dir():
         p.error(f"no dev data at {args.data} (give --data)")
@@ -160,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     for cond in conds:
         print(f"== {cond['name']}: {cond['description'].strip()}", flush=True)
         t = time.perf_counter()
-        rows = run_condition(cond, args.data.resolve(), args.work.resolve(), args.python)
+        rows = run_condition(cond, args.data.resolve(), args.work.resolve(), args.python,
+                             run=not args.judge_only)
         keep_results(cond, rows, args.data.resolve(), args.work.resolve(), args.python)
         for fig, want, got, verdict in rows:
             shown = f"{got:.4f}" if isinstance(got, float) else got

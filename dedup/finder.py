@@ -24,7 +24,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dedup.features import Candidate, Side, fitted, score_pairs
-from mathcore.device import device_option
+from mathcore.device import backend_option, device_option
 from mathcore.options import option
 from mathcore.runs import batched, iter_queries_with_finals, linear_query
 from retriever.questions import QuestionIndex
@@ -59,6 +59,7 @@ class DedupConfig:
     min_cosine: float = option(0.6, "mining: neighbours less similar than C are not scored",
                                metavar="C")
     device: str = device_option()
+    backend: str = backend_option()
     batch_size: int = 256
 
     def __post_init__(self) -> None:
@@ -224,8 +225,8 @@ def run_dedup(cfg: DedupConfig, out: IO[str], progress: bool = False) -> dict:
         Counts: questions (or groups) written and duplicates found.
     """
 
-    finder = DuplicateFinder(QuestionIndex.open(cfg.index, device=cfg.device, progress=progress),
-                             cfg.threshold)
+    finder = DuplicateFinder(QuestionIndex.open(cfg.index, device=cfg.device, progress=progress,
+                                                backend=cfg.backend), cfg.threshold)
     try:
         if cfg.queries is None:
             groups = finder.mine(cfg.k, cfg.min_cosine, progress=progress)

@@ -1,4 +1,4 @@
-"""Approximate FAISS indexes (HNSW, IVF) for :class:`index.vectors.VectorIndex`.
+"""Approximate FAISS indexes (HNSW, IVF, IVF-PQ) for :class:`index.vectors.VectorIndex`.
 
 FAISS labels are *positions* (row numbers into the caller-id array ``ids.npy``), not the
 caller's ids: a removed id can then be added again without its old vector resurfacing from
@@ -20,6 +20,9 @@ logger = logging.getLogger(__name__)
 
 HNSW_DEFAULTS: dict[str, Any] = {"M": 32, "efConstruction": 200, "efSearch": 128}
 IVF_DEFAULTS: dict[str, Any] = {"nlist": None, "nprobe": 16, "train_size": None, "seed": 0}
+IVFPQ_DEFAULTS: dict[str, Any] = {**IVF_DEFAULTS, "pq_m": None, "pq_bits": 8}
+PQ_DIMS_PER_CODE = 8
+"""Default ``pq_m``: one code per 8 dimensions (48 one-byte codes for 384 dimensions)."""
 MIN_POINTS_PER_LIST = 39
 """FAISS warns when k-means gets fewer training points than this per centroid."""
 TRAIN_POINTS_PER_LIST = 64
@@ -39,33 +42,52 @@ def new_hnsw(dim: int, params: dict[str, Any]) -> Any:
     return index
 
 
-def new_ivf(dim: int, vectors: np.ndarray, params: dict[str, Any]) -> Any:
-    """An ``IndexIVFFlat`` (inner product, spherical k-means) trained on ``vectors``.
+def new_ivf(dim: int, vectors: np.ndarray, params: dict[str, Any], pq: bool = False) -> Any:
+    """An ``IndexIVFFlat`` (inner product, spherical k-means) trained on ``vectors``, or with
+    *pq* an ``IndexIVFPQ`` (its product quantizer trained on the same sample).
 
     ``params["nlist"]`` None becomes :func:`default_nlist` of the training set and is written
-    back into ``params``. k-means sees at most ``train_size`` vectors (default 64 per list), a
+    back into ``params`` (``pq_m`` None likewise becomes ``dim / 8``). k-means sees at most
+    ``train_size`` vectors (default 64 per list, and for PQ at least 64 per code value), a
     seeded random sample, so building stays affordable at millions of vectors.
 
     Raises:
-        ValueError: fewer vectors than lists.
+        ValueError: fewer vectors than lists (or than PQ code values), or ``pq_m`` not
+            dividing ``dim``.
     """
     faiss = require_faiss()
     n = vectors.shape[0]
+    kind = "ivfpq" if pq else "ivf"
     nlist = params["nlist"] if params["nlist"] is not None else default_nlist(n)
     if nlist > n:
         raise ValueError(
-            f"kind='ivf' needs at least nlist={nlist} vectors in its first add, got {n}"
+            f"kind={kind!r} needs at least nlist={nlist} vectors in its first add, got {n}"
         )
     params["nlist"] = int(nlist)
     train_size = params["train_size"] or TRAIN_POINTS_PER_LIST * nlist
+    if pq:
+        m = params["pq_m"] if params["pq_m"] is not None else max(1, dim // PQ_DIMS_PER_CODE)
+        if dim % m:
+            raise ValueError(f"pq_m={m} must divide the dimension {dim}")
+        params["pq_m"] = int(m)
+        codes = 1 << int(params["pq_bits"])
+        if n < codes:
+            raise ValueError(f"kind='ivfpq' with pq_bits={params['pq_bits']} needs at least "
+                             f"{codes} vectors in its first add, got {n}")
+        train_size = params["train_size"] or max(train_size, TRAIN_POINTS_PER_LIST * codes)
     sample = vectors
     if n > train_size:
         rng = np.random.default_rng(params["seed"])
         sample = vectors[np.sort(rng.choice(n, size=int(train_size), replace=False))]
     quantizer = faiss.IndexFlatIP(dim)
-    index = faiss.IndexIVFFlat(quantizer, dim, int(nlist), faiss.METRIC_INNER_PRODUCT)
+    if pq:
+        index = faiss.IndexIVFPQ(quantizer, dim, int(nlist), int(params["pq_m"]),
+                                 int(params["pq_bits"]), faiss.METRIC_INNER_PRODUCT)
+        index.pq.cp.seed = int(params["seed"])
+    else:
+        index = faiss.IndexIVFFlat(quantizer, dim, int(nlist), faiss.METRIC_INNER_PRODUCT)
     index.cp.seed = int(params["seed"])
-    logger.info("training IVF: %d lists on %d vectors", nlist, sample.shape[0])
+    logger.info("training %s: %d lists on %d vectors", kind, nlist, sample.shape[0])
     index.train(np.ascontiguousarray(sample, dtype=np.float32))
     return index
 
@@ -84,7 +106,7 @@ def add(index: Any, kind: str, vectors: np.ndarray, positions: np.ndarray) -> No
 
 def remove(index: Any, kind: str, positions: np.ndarray) -> None:
     """Drops positions from an IVF index; HNSW cannot delete, its rows stay as tombstones."""
-    if kind == "ivf" and positions.size:
+    if kind != "hnsw" and positions.size:
         index.remove_ids(np.ascontiguousarray(positions, dtype=np.int64))
 
 

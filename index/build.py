@@ -24,7 +24,7 @@ from index.layout import LOCK_FILE, MANIFEST, PENDING_DIR, REJECTS_FILE, STORE_F
 from index.lock import _PART_RE, WriteLock, clean_up
 from index.manifest import load_or_new, read_manifest, write_manifest
 from index.parts import StageError, drop_pending, passage_settings, update_dense, update_lexical
-from mathcore.device import device_option
+from mathcore.device import backend_option, device_option
 from mathcore.linear import LINEAR_VERSION
 from mathcore.loaders import detect_format
 from mathcore.options import option
@@ -33,7 +33,7 @@ from mathcore.store import Store
 logger = logging.getLogger(__name__)
 
 
-APPROXIMATE = ("hnsw", "ivf")
+APPROXIMATE = ("hnsw", "ivf", "ivfpq", "auto")
 
 
 class Encoders(Protocol):
@@ -43,9 +43,15 @@ class Encoders(Protocol):
     def resolve(self, name: str | None) -> Any:
         """The spec (``name``, ``path``, ``checksum``) of a model, without loading it."""
 
-    def load(self, spec: Any, device: str = "auto", batch_size: int = 64) -> Any:
-        """The encoder of *spec* (``encode(texts)``, ``dim``, ``spec``; for passage indexes
-        also ``window`` and ``encode_passages(texts, stride)``)."""
+    def load(self, spec: Any, device: str = "auto", batch_size: int = 64,
+             backend: str = "torch") -> Any:
+        """The encoder of *spec* (``encode(texts)``, ``dim``, ``spec``, ``backend``; for
+        passage indexes also ``window`` and ``encode_passages(texts, stride)``)."""
+
+    def backend(self, requested: str | None, spec: Any, device: str, previous: str | None,
+                where: str) -> str:
+        """The backend to encode *spec* with: *requested* (``auto`` or a name) checked against
+        the family of the vectors there (*previous*; None for none)."""
 
 
 def store_section(store: Store, report: LoadReport | None, previous: dict) -> dict[str, Any]:
@@ -110,7 +116,9 @@ class IndexConfig:
             a new index, the index's own for an existing one.
         device: ``auto``, ``cpu`` or ``cuda`` for encoding.
         batch_size: texts per encoder forward pass.
-        approximate: None for exact search, or ``hnsw`` / ``ivf``.
+        approximate: None for exact search, ``hnsw`` / ``ivf`` / ``ivfpq``, or ``auto``: the
+            kind :func:`index.vectors.choose_kind` picks for the store's size (exact below
+            200k records).
         vectors: False to build only the store and BM25 (no encoding).
         chunk_rows: rows encoded between two saved chunks (the resume granularity).
         passages: encode each answer as overlapping passages of the encoder's window, a record
@@ -131,9 +139,11 @@ class IndexConfig:
                                  default_text="mathmatch-minilm-math for a new index, the "
                                               "index's own for an existing one")
     device: str = device_option()
+    backend: str = backend_option()
     batch_size: int = option(64, "texts per encoder forward pass", metavar="N")
     approximate: str | None = option(None, "an approximate vector index (its recall against "
-                                     "exact search is reported)", choices=APPROXIMATE,
+                                     "exact search is reported); auto: the kind for the "
+                                     "corpus size (docs/scale.md)", choices=APPROXIMATE,
                                      default_text="exact search")
     vectors: bool = option(True, "build the store and BM25 only (no encoding)",
                            negate="--no-vectors")
@@ -152,9 +162,20 @@ class IndexConfig:
 
     def __post_init__(self) -> None:
         if self.approximate not in (None, *APPROXIMATE):
-            raise ValueError(f"approximate must be hnsw or ivf, got {self.approximate!r}")
+            raise ValueError(f"approximate must be one of {APPROXIMATE}, got "
+                             f"{self.approximate!r}")
         if self.passage_stride is not None and self.passage_stride < 1:
             raise ValueError(f"passage_stride must be at least 1, got {self.passage_stride}")
+
+
+def vector_kind(approximate: str | None, records: int) -> str:
+    """The kind of a new vector index: *approximate* as given, ``exact`` for None, and for
+    ``auto`` the one :func:`index.vectors.choose_kind` picks for *records*."""
+    from index.vectors import choose_kind
+
+    if approximate == "auto":
+        return choose_kind(records)
+    return approximate or "exact"
 
 
 def _encoder_name(cfg: IndexConfig, manifest: dict) -> str | None:
@@ -271,11 +292,17 @@ def _build_locked(cfg: IndexConfig, encoders: Encoders) -> tuple[LoadReport, dic
     if cfg.vectors:  # other passage settings than the vectors': refused before loading too
         passage_settings(existing.get("dense"), cfg.passages, cfg.passage_stride,
                          cfg.load.out)
-    report, manifest = build_store(cfg.load)
-    encoder = encoders.load(spec, device=cfg.device, batch_size=cfg.batch_size) \
+    # Checked before loading too: a backend of another family than the vectors there.
+    backend = encoders.backend(cfg.backend, spec, cfg.device,
+                               existing["dense"].get("backend", "torch")
+                               if "dense" in existing else None, str(cfg.load.out)) \
         if cfg.vectors else None
+    report, manifest = build_store(cfg.load)
+    encoder = encoders.load(spec, device=cfg.device, batch_size=cfg.batch_size,
+                            backend=backend) if cfg.vectors else None
     manifest = refresh_parts(cfg.load.out, manifest, encoder=encoder,
-                             kind=cfg.approximate or "exact", vectors=cfg.vectors,
+                             kind=vector_kind(cfg.approximate, manifest["store"]["records"]),
+                             vectors=cfg.vectors,
                              chunk_rows=cfg.chunk_rows, progress=cfg.load.progress,
                              passages=cfg.passages, stride=cfg.passage_stride)
     return report, manifest
@@ -314,7 +341,8 @@ def remove_records(index_dir: Path, ids: Iterable[str], encoders: Encoders,
         encoder = None
         if "dense" in manifest:
             encoder = encoders.load(encoders.resolve(manifest["dense"]["encoder"]),
-                                    device="cpu")
+                                    device="cpu",
+                                    backend=manifest["dense"].get("backend", "torch"))
         manifest = refresh_parts(index_dir, manifest, encoder=encoder,
                                  vectors="dense" in manifest, progress=progress)
     return [i for i in ids if i not in present], manifest

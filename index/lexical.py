@@ -108,6 +108,7 @@ class LexicalIndex:
         self.k1, self.b, self.method = float(k1), float(b), method
         self.backend, self.n_threads = backend, n_threads
         self._ids = np.empty(0, dtype=np.int64)
+        self._position: dict[int, int] | None = None  # id -> position, made by scores_of
         self._bm25: Any = None  # None while no document has a token
 
     def __len__(self) -> int:
@@ -148,6 +149,7 @@ class LexicalIndex:
         if dup is not None:
             raise ValueError(f"id {dup} occurs more than once")
         self._ids = ids.copy()
+        self._position = None
         self._bm25 = None
         if not any(docs):
             logger.info(
@@ -209,6 +211,23 @@ class LexicalIndex:
             scores[rows, :kk] = np.where(hit, s, 0.0)
             ids[rows, :kk] = np.where(hit, self._ids[np.asarray(docs, dtype=np.int64)], -1)
         return scores, ids
+
+    def scores_of(self, query_tokens: Sequence[str], ids: Sequence[int]) -> np.ndarray:
+        """BM25 scores of one query for the documents *ids* (0 for an id not indexed), as
+        :meth:`search` scores them, without ranking the whole collection."""
+        out = np.zeros(len(ids), dtype=np.float32)
+        token_ids = self._token_ids([query_tokens])[0] if self._bm25 is not None else []
+        if not token_ids or not len(ids):
+            return out
+        if self._position is None:
+            self._position = {int(d): i for i, d in enumerate(self._ids)}
+        where = [(i, self._position.get(int(d))) for i, d in enumerate(ids)]
+        where = [(i, p) for i, p in where if p is not None]
+        if where:
+            every = np.asarray(self._bm25.get_scores(token_ids), dtype=np.float32)
+            slots, positions = zip(*where, strict=True)
+            out[list(slots)] = every[list(positions)] * np.float32(self._scale)
+        return out
 
     def save(self, directory: Path) -> dict:
         """Writes bm25s's files (sparse scores, vocabulary, params), ``ids.npy`` and

@@ -26,7 +26,7 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -35,6 +35,7 @@ from index._common import save_json, save_npy
 from index.layout import PENDING_DIR, SECTIONS, part_dir
 from index.lock import next_part_dir
 from index.passages import MAX_PASSAGES, passage_ids, record_rows
+from mathcore.device import BACKEND_FAMILY
 from mathcore.store import Store
 from mathcore.tokens import ANALYZER_VERSION, analyze
 
@@ -133,6 +134,35 @@ def _wanted_rows(store: Store, column: str) -> np.ndarray:
                        if text and text.strip()], dtype=np.int64)
 
 
+def _encoded_chunks(encoder: Any, store: Store, todo: np.ndarray, column: str,
+                    chunk_rows: int, passages: bool, stride: int | None
+                    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None, float]]:
+    """``(rows, vectors, passage counts or None, seconds)`` of each chunk of *todo*, in order.
+
+    An encoder with ``encode_chunks(texts_of_each_chunk, passages, stride)`` (one that spreads
+    chunks over workers, :mod:`retriever.ray_encode`) is handed the chunks' texts lazily and
+    returns their vectors in order; the seconds are then the wall time until each chunk came
+    back.  Either way the store is read, and the chunks saved, by this process alone."""
+    row_chunks = [todo[s:s + chunk_rows] for s in range(0, todo.size, chunk_rows)]
+    many = getattr(encoder, "encode_chunks", None)
+    if many is None:
+        for rows in row_chunks:
+            texts = store.texts(rows.tolist(), column)
+            t = time.perf_counter()
+            if passages:
+                vecs, counts = encoder.encode_passages(texts, stride)
+            else:
+                vecs, counts = encoder.encode(texts), None
+            yield rows, vecs, counts, time.perf_counter() - t
+        return
+    texts = (store.texts(rows.tolist(), column) for rows in row_chunks)
+    t = time.perf_counter()
+    for rows, (vecs, counts) in zip(row_chunks, many(texts, passages=passages, stride=stride),
+                                    strict=True):
+        yield rows, vecs, counts, time.perf_counter() - t
+        t = time.perf_counter()  # the caller's saving of the chunk is not encoding time
+
+
 def update_dense(index_dir: Path, store: Store, encoder: Any, previous: dict | None,
                  kind: str = "exact", chunk_rows: int = 2048, progress: bool = True,
                  recall_queries: int = 500, section_name: str = "dense",
@@ -179,6 +209,13 @@ def update_dense(index_dir: Path, store: Store, encoder: Any, previous: dict | N
         raise StageError(
             f"{index_dir} holds vectors of encoder {previous.get('encoder')!r}, not "
             f"{spec.name!r}: build into a new folder")
+    backend = getattr(encoder, "backend", "torch")
+    if previous and BACKEND_FAMILY.get(previous.get("backend", "torch")) != \
+            BACKEND_FAMILY.get(backend):
+        raise StageError(
+            f"{index_dir} holds vectors of the {previous.get('backend', 'torch')} backend, "
+            f"which {backend}'s vectors do not meet: leave --backend out, or build into a "
+            "new folder")
     if previous:
         kind = previous.get("kind", kind)
     if previous and (dense / "vector_index.json").is_file():
@@ -223,16 +260,10 @@ def update_dense(index_dir: Path, store: Store, encoder: Any, previous: dict | N
         number = len(chunks)
         bar = tqdm(total=int(todo.size), unit="rec", desc=f"encoding {folder}",
                    disable=not progress)
-        for start in range(0, todo.size, chunk_rows):
-            rows = todo[start:start + chunk_rows]
-            texts = store.texts(rows.tolist(), column)
-            t = time.perf_counter()
-            if passages:
-                vecs, counts = encoder.encode_passages(texts, stride)
-                ids = passage_ids(rows, counts)
-            else:
-                vecs, ids = encoder.encode(texts), rows
-            encode_seconds += time.perf_counter() - t
+        for rows, vecs, counts, seconds in _encoded_chunks(encoder, store, todo, column,
+                                                           chunk_rows, passages, stride):
+            ids = passage_ids(rows, counts) if passages else rows
+            encode_seconds += seconds
             encoded += ids.size
             number += 1
             _save_chunk(pending, number, ids, vecs)
@@ -257,6 +288,7 @@ def update_dense(index_dir: Path, store: Store, encoder: Any, previous: dict | N
     section = {
         "dir": target.name,
         "encoder": spec.name, "encoder_path": spec.path, "encoder_checksum": spec.checksum,
+        "backend": backend,
         "dim": index.dim, "metric": "inner_product", "kind": index.kind,
         "count": int(np.unique(record_rows(ids, True)).size) if passages else len(index),
         "params": facts.get("params", {}), "corpus_checksum": store.checksum(),

@@ -1,12 +1,17 @@
 """Dense vector index over L2-normalised float32 vectors, scored by inner product.
 
-Three kinds behind one class:
+Four kinds behind one class:
 
 * ``"exact"`` (default): brute force with numpy/BLAS over corpus chunks on CPU, or torch /
-  GPU FAISS on CUDA. Results equal a full ``Q @ X.T`` ranking.
+  GPU FAISS on CUDA. Results equal a full ``Q @ X.T`` ranking. ``dtype="float16"`` stores the
+  vectors in half precision (half the memory and disk; scores carry float16 rounding).
 * ``"hnsw"``: FAISS ``IndexHNSWFlat`` (params ``M``, ``efConstruction``, ``efSearch``).
 * ``"ivf"``: FAISS ``IndexIVFFlat`` (params ``nlist``, ``nprobe``, ``train_size``), trained on
   the first batch added.
+* ``"ivfpq"``: FAISS ``IndexIVFPQ``, as ``"ivf"`` with each vector compressed to ``pq_m``
+  codes of ``pq_bits`` bits (48 bytes for 384 dimensions by default).
+
+:func:`choose_kind` picks one for a corpus size.
 
 A saved index is a folder: ``vector_index.json`` (kind, dim, count, params), ``ids.npy`` and
 either ``vectors.npy`` (exact) or ``faiss.index`` (approximate). No pickle.
@@ -39,9 +44,14 @@ from mathcore.device import resolve_device
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("exact", "hnsw", "ivf")
-EXACT_DEFAULTS: dict[str, Any] = {"chunk_size": None, "fp16": False}
-DEFAULTS = {"exact": EXACT_DEFAULTS, "hnsw": _approx.HNSW_DEFAULTS, "ivf": _approx.IVF_DEFAULTS}
+KINDS = ("exact", "hnsw", "ivf", "ivfpq")
+DTYPES = ("float32", "float16")
+EXACT_DEFAULTS: dict[str, Any] = {"chunk_size": None, "fp16": False, "dtype": "float32"}
+DEFAULTS = {"exact": EXACT_DEFAULTS, "hnsw": _approx.HNSW_DEFAULTS, "ivf": _approx.IVF_DEFAULTS,
+            "ivfpq": _approx.IVFPQ_DEFAULTS}
+# Corpus sizes where choose_kind moves from exact to HNSW, and from HNSW to IVF-PQ (see
+# docs/scale.md: measured by benchmarks/scale.py at 1M records on 2 cores).
+EXACT_UP_TO, HNSW_UP_TO = 200_000, 5_000_000
 META_FILE, IDS_FILE, VECTORS_FILE, FAISS_FILE, REMOVED_FILE = (
     "vector_index.json",
     "ids.npy",
@@ -61,7 +71,10 @@ def _check_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
         )
     merged = {**DEFAULTS[kind], **params}
     for name, value in merged.items():
-        if name == "fp16":
+        if name == "dtype":
+            if value not in DTYPES:
+                raise ValueError(f"dtype must be one of {DTYPES}, got {value!r}")
+        elif name == "fp16":
             if not isinstance(value, (bool, np.bool_)):
                 raise ValueError(f"fp16 must be True or False, got {value!r}")
             merged[name] = bool(value)
@@ -71,6 +84,17 @@ def _check_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
             merged[name] = int(value)
     return merged
+
+
+def choose_kind(n: int) -> str:
+    """The vector index kind for a corpus of *n* vectors: ``exact`` up to
+    :data:`EXACT_UP_TO` (a single CPU query stays in the tens of milliseconds), ``hnsw`` up to
+    :data:`HNSW_UP_TO` (its float32 vectors and graph still fit in memory), ``ivfpq`` beyond
+    (48 bytes a vector).
+    """
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    return "exact" if n <= EXACT_UP_TO else "hnsw" if n <= HNSW_UP_TO else "ivfpq"
 
 
 class VectorIndex:
@@ -90,12 +114,14 @@ class VectorIndex:
 
         Args:
             dim: vector dimension.
-            kind: ``"exact"``, ``"hnsw"`` or ``"ivf"``.
+            kind: ``"exact"``, ``"hnsw"``, ``"ivf"`` or ``"ivfpq"``.
             device: ``"cpu"``, ``"cuda"`` (``"cuda:N"``) or ``"auto"``; CUDA is for exact only.
             **params: kind-specific settings (see ``DEFAULTS``): exact ``chunk_size`` (corpus rows
-                per product, None = automatic) and ``fp16`` (torch on CUDA only); hnsw ``M``,
-                ``efConstruction``, ``efSearch``; ivf ``nlist`` (None = about 4*sqrt(n)),
-                ``nprobe``, ``train_size`` (k-means sample, None = 64 per list), ``seed``.
+                per product, None = automatic), ``fp16`` (torch on CUDA only) and ``dtype``
+                (storage: ``float32`` or ``float16``); hnsw ``M``, ``efConstruction``,
+                ``efSearch``; ivf ``nlist`` (None = about 4*sqrt(n)), ``nprobe``,
+                ``train_size`` (k-means sample, None = 64 per list), ``seed``; ivfpq those of
+                ivf and ``pq_m`` (codes per vector, None = dim / 8), ``pq_bits``.
 
         Raises:
             ValueError: bad dim, kind, device or parameter.
@@ -180,13 +206,14 @@ class VectorIndex:
             )
         positions = np.arange(self._ids.size, self._ids.size + ids.size, dtype=np.int64)
         if self.kind == "exact":
-            self._blocks.append(x)
+            half = self.params["dtype"] == "float16"
+            self._blocks.append(x.astype(np.float16) if half else x)
         else:
             if self._faiss is None:
                 self._faiss = (
                     _approx.new_hnsw(self.dim, self.params)
                     if self.kind == "hnsw"
-                    else _approx.new_ivf(self.dim, x, self.params)
+                    else _approx.new_ivf(self.dim, x, self.params, pq=self.kind == "ivfpq")
                 )
             _approx.add(self._faiss, self.kind, x, positions)
         self._ids = np.concatenate((self._ids, ids))
@@ -243,7 +270,7 @@ class VectorIndex:
         return out
 
     def _faiss_vector(self, position: int) -> np.ndarray:
-        if self.kind == "ivf" and not getattr(self, "_direct_map", False):
+        if self.kind in ("ivf", "ivfpq") and not getattr(self, "_direct_map", False):
             # Labels are positions with gaps after removals: a hash table, not an array.
             self._faiss.set_direct_map_type(require_faiss().DirectMap.Hashtable)
             self._direct_map = True
@@ -350,7 +377,8 @@ class VectorIndex:
     def _save_vectors(self, path: Path) -> None:
         def write(tmp: Path) -> None:
             out = np.lib.format.open_memmap(
-                tmp, mode="w+", dtype=np.float32, shape=(self._n_alive, self.dim)
+                tmp, mode="w+", dtype=np.dtype(self.params["dtype"]),
+                shape=(self._n_alive, self.dim)
             )
             row, start = 0, 0
             for block in self._blocks:
@@ -390,13 +418,14 @@ class VectorIndex:
         index._alive = np.ones(ids.size, dtype=bool)
         if index.kind == "exact":
             vectors = load_npy(directory / VECTORS_FILE, mmap)
+            dtype = index.params["dtype"]
             if (
-                vectors.dtype != np.float32
+                vectors.dtype != np.dtype(dtype)
                 or vectors.ndim != 2
                 or vectors.shape != (ids.size, index.dim)
             ):
                 raise ValueError(
-                    f"{directory / VECTORS_FILE}: expected float32 [{ids.size}, {index.dim}], "
+                    f"{directory / VECTORS_FILE}: expected {dtype} [{ids.size}, {index.dim}], "
                     f"got {vectors.dtype} {vectors.shape}"
                 )
             index._blocks = [vectors] if ids.size else []

@@ -28,6 +28,22 @@ def device_option(default: str = "auto") -> Any:
     return option(default, DEVICE_HELP, choices=DEVICES)
 
 
+# How the bi-encoder runs (retriever.backends says what each is; the index records it).
+ENCODER_BACKENDS = ("auto", "torch", "torch-bf16", "onnx", "onnx-int8")
+# Vectors of one family are interchangeable (cosine 0.9998 or better to each other).
+BACKEND_FAMILY = {"torch": "float", "torch-bf16": "float", "onnx": "float", "onnx-int8": "int8"}
+BACKEND_HELP = ("how the encoder runs: torch, torch-bf16 (CPUs with bfloat16 units), onnx, "
+                "onnx-int8 (ONNX Runtime, int8), or auto: the fastest shown to match torch's "
+                "quality for this encoder (an index's queries: the fastest of its vectors' "
+                "family)")
+
+
+def backend_option(default: str = "auto") -> Any:
+    """A config field ``backend`` with the ``--backend`` flag (choices
+    :data:`ENCODER_BACKENDS`)."""
+    return option(default, BACKEND_HELP, choices=ENCODER_BACKENDS)
+
+
 def cuda_available() -> bool:
     """Whether torch is installed and sees a CUDA device."""
     try:

@@ -12,6 +12,7 @@ error (a bug: ``-v`` shows its traceback).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -90,8 +91,9 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     load = _load_config(args, args.out)
     load.replace = False  # on build, --replace means a new index over the old one
     cfg = from_args(IndexConfig, args, load=load)
-    report, manifest = build_index(cfg, ENCODERS, wait=args.wait, replace=args.replace,
-                                   new=True)
+    with _ray_encoders(args, ENCODERS) as encoders:
+        report, manifest = build_index(cfg, encoders, wait=args.wait, replace=args.replace,
+                                       new=True)
     return _report_build(cfg, report, manifest, args.out)
 
 
@@ -103,7 +105,8 @@ def cmd_index_add(args: argparse.Namespace) -> int:
     manifest = read_manifest(args.dir)  # an existing index: its encoder and kind are kept
     cfg = from_args(IndexConfig, args, load=_load_config(args, args.dir),
                     vectors="dense" in manifest)
-    report, manifest = build_index(cfg, ENCODERS, wait=args.wait)
+    with _ray_encoders(args, ENCODERS) as encoders:
+        report, manifest = build_index(cfg, encoders, wait=args.wait)
     return _report_build(cfg, report, manifest, args.dir)
 
 
@@ -135,7 +138,9 @@ def cmd_match(args: argparse.Namespace) -> int:
     with atomic_output(args.out, inputs=[args.queries]) as out, \
             Pipeline(args.dir, cfg) as pipeline, \
             tqdm(unit="q", desc="matching", disable=not cfg.progress) as bar:
-        for batch, run in pipeline.stream(iter_queries(args.queries, args.queries_format)):
+        queries = iter_queries(args.queries, args.queries_format)
+        for batch, run in _ray_stream(args, cfg, queries) if args.ray else \
+                pipeline.stream(queries):
             write_run(out, run, args.format, tag=f"mathmatch-{cfg.mode}")
             if out is sys.stdout:
                 out.flush()
@@ -332,6 +337,47 @@ def _add_queries_format(p: argparse.ArgumentParser) -> None:
                         "(default: auto)")
 
 
+def _require_ray() -> None:
+    from retriever.ray_encode import require_ray
+
+    try:
+        require_ray()
+    except ImportError as exc:
+        raise CliError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def _ray_encoders(args: argparse.Namespace, encoders):
+    """*encoders* as they are, or with --ray the same models encoding on Ray workers (the
+    Ray started here is shut down after)."""
+    if getattr(args, "ray", None) is None:
+        yield encoders
+        return
+    from retriever.ray_encode import RayConfig, RayEncoders
+
+    _require_ray()
+    on_ray = RayEncoders(RayConfig(address=args.ray), progress=_progress(args))
+    try:
+        yield on_ray
+    finally:
+        on_ray.close()
+
+
+def _ray_stream(args: argparse.Namespace, cfg: MatchConfig, queries):
+    from mathmatch.ray_match import ray_stream
+    from retriever.ray_encode import RayConfig
+
+    _require_ray()
+    return ray_stream(args.dir, cfg, queries, RayConfig(address=args.ray))
+
+
+def _add_ray(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help=f"{what} on Ray (the `ray` extra): without ADDRESS a local Ray sized to "
+                        "this machine; 'auto' joins the cluster of this node (ray start), "
+                        "ray://HEAD:10001 a cluster's head (docs/scale.md)")
+
+
 def _add_wait(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                    help="when another command is writing the index folder, wait up to this "
@@ -383,6 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="DIR is an index: remove it (its files are listed) and build a new "
                             "one in its place")
     _add_wait(build)
+    _add_ray(build, "encode the records")
     add_options(build, LoadConfig, skip=("replace",))
     add_options(build, IndexConfig)
     add_options(build, Limits)
@@ -396,7 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("corpus", nargs="+", type=Path, metavar="CORPUS", help="corpus file or folder")
     add_options(add, LoadConfig)
     _add_wait(add)
-    add_options(add, IndexConfig, only=("device", "batch_size", "chunk_rows"))
+    _add_ray(add, "encode the new records")
+    add_options(add, IndexConfig, only=("device", "backend", "batch_size", "chunk_rows"))
     add_options(add, Limits)
     add.set_defaults(handler=cmd_index_add)
 
@@ -441,6 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="jsonl rows {query_id, hits: [{doc_id, score, rank}]} or TREC run "
                             "lines (default: jsonl)")
     add_options(match, MatchConfig)
+    _add_ray(match, "spread the query batches over actors that each open the index read-only")
     match.set_defaults(handler=cmd_match)
 
     choose = sub.add_parser(
@@ -565,7 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # The match settings that bench takes for every system (mode and cut-offs are its own).
 BENCH_OPTIONS = ("givens_weight", "formula_weight", "rerank_depth", "rerank_weight", "margin",
-                 "symbolic_timeout", "duplicates", "device")
+                 "symbolic_timeout", "duplicates", "device", "backend")
 
 _OWN_LOGGERS = ("mathmatch", "mathcore", "index", "retriever", "reranker", "tuning", "benchmarks")
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from mathcore.scores import zscores
+from mathcore.tokens import analyze
 from mathmatch.pipeline import Pipeline
 from retriever.givens import coverage, numbers
 from retriever.retrievers import DenseRetriever, HybridRetriever, LexicalRetriever
@@ -122,10 +123,10 @@ def explain(pipeline: Pipeline, question: str, rows: list[int], answers: list[st
                   if r >= 0]
         ranks = {r: i for i, (r, _) in enumerate(listed, 1)}
         scores = dict(listed)
-        if name == "bm25" and any(r not in scores for r in rows):  # every score, at once
-            every = lexical.search_texts([linear], max(1, len(lexical.index)))
-            scores = {int(r): float(s) for s, r in zip(every[0][0], every[1][0], strict=True)
-                      if r >= 0}
+        missing = [r for r in rows if r not in scores] if name == "bm25" else []
+        if missing:  # past the ranking's depth: their own scores
+            found_scores = lexical.index.scores_of(analyze(linear), missing)
+            scores.update(zip(missing, map(float, found_scores), strict=True))
         for slot, row in zip(out, rows, strict=True):
             value = scores.get(row, 0.0) if name == "bm25" or row in scores else \
                 _cosine(dense, qv, row)

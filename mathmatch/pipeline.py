@@ -25,7 +25,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from mathcore.device import device_option
+from mathcore.device import backend_option, device_option
 from mathcore.options import option
 from mathcore.runs import Run, batched
 from reranker.scorer import DEFAULT_RERANK_DEPTH
@@ -78,6 +78,7 @@ class MatchConfig:
     encoder: str | None = option(None, "must be the index's encoder", metavar="PATH",
                                  default_text="the index's own")
     device: str = device_option()
+    backend: str = backend_option()
     batch_size: int = option(256, "queries read and searched at a time", metavar="N")
     progress: bool = option(False, cli=False)
 
@@ -126,7 +127,8 @@ class Pipeline:
                                            device=c.device, depth=c.depth, fusion=c.fusion,
                                            givens_weight=c.givens_weight,
                                            formula_weight=c.formula_weight,
-                                           symbolic_timeout=c.symbolic_timeout)
+                                           symbolic_timeout=c.symbolic_timeout,
+                                           backend=c.backend)
         return self._searcher
 
     @property
@@ -167,7 +169,8 @@ class Pipeline:
                 from retriever.questions import QuestionIndex
 
                 finder = DuplicateFinder(
-                    QuestionIndex.open(self.index_dir, device=c.device, progress=c.progress),
+                    QuestionIndex.open(self.index_dir, device=c.device, progress=c.progress,
+                                       backend=c.backend),
                     judge_all=False)  # only the duplicates' final answers are used
             self._tiebreaker = TieBreaker(margin=margin, timeout=c.symbolic_timeout,
                                           finder=finder)

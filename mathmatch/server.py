@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mathcore import __version__
-from mathcore.device import DEVICES
+from mathcore.device import DEVICES, backend_option
 from mathcore.options import option
 from mathmatch.display import QueryError, display, latex_to_mathml, prepare
 from mathmatch.pipeline import MatchConfig
@@ -66,6 +66,7 @@ class ServeConfig:
                                  metavar="N", default_text="256 KiB")
     k_max: int = option(100, "most hits a request may ask for", metavar="N")
     device: str = option("cpu", "where the encoder and the cross-scorer run", choices=DEVICES)
+    backend: str = backend_option()
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -81,7 +82,7 @@ class ServeConfig:
 
     def match_config(self, mode: str) -> MatchConfig:
         return MatchConfig(mode=mode, rerank=self.rerank, symbolic=self.symbolic,
-                           device=self.device)
+                           device=self.device, backend=self.backend)
 
 
 @cache

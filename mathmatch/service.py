@@ -142,8 +142,8 @@ class _KeptVectors:
         """*texts* in runs of similar token length, shortest first."""
         if len(texts) < 2:
             return [texts] if texts else []
-        model = self.encoder.model
-        ids = model.tokenizer(texts, truncation=True, max_length=model.max_seq_length)
+        enc = self.encoder
+        ids = enc.tokenizer(texts, truncation=True, max_length=enc.max_seq_length)
         length = {t: len(i) for t, i in zip(texts, ids["input_ids"], strict=True)}
         runs, run, tokens = [], [], 0
         for t in sorted(texts, key=length.get):
@@ -219,14 +219,16 @@ class State:
         from index import VectorIndex
         from index.questions import SECTION, encoder_name
         from mathcore.store import Store
-        from retriever.encoder import Encoder
+        from retriever.backends import index_encoder
         from retriever.questions import QuestionIndex
 
         section = self.manifest.get(SECTION)
         folder = part_dir(self.index_dir, self.manifest, SECTION)
         if not section or not (folder / "vector_index.json").is_file():
             return None, "missing"
-        enc = Encoder(encoder_name(self.manifest, None), device=self.service.cfg.device)
+        enc = index_encoder(encoder_name(self.manifest, None), self.service.cfg.device,
+                            section.get("backend", "torch"), self.service.cfg.backend,
+                            where=f"{self.index_dir}'s question vectors")
         if section.get("encoder_checksum") != enc.spec.checksum:
             return None, "missing"
         self.service.adopt(enc)
@@ -355,12 +357,14 @@ class Service:
     def adopt(self, encoder: Any) -> None:
         """Give *encoder* the weights of an equal one loaded before (or load them now), so a
         new state costs no model load."""
-        key = (encoder.spec.checksum, encoder.device)
-        if key in self._models and isinstance(type(encoder).__dict__.get("model"),
+        backend = getattr(encoder, "backend", "torch")
+        name = "onnx" if backend.startswith("onnx") else "model"  # what runs it
+        key = (encoder.spec.checksum, encoder.device, backend)
+        if key in self._models and isinstance(type(encoder).__dict__.get(name),
                                               cached_property):
-            encoder.__dict__["model"] = self._models[key]
+            encoder.__dict__[name] = self._models[key]
         else:
-            self._models[key] = encoder.model
+            self._models[key] = getattr(encoder, name)
 
     def cross_scorer(self):
         """The cross-scorer of ``--rerank``, loaded once for every state."""

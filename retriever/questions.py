@@ -32,7 +32,7 @@ class QuestionIndex:
     @classmethod
     def open(cls, index_dir: Path, encoder: str | None = None, device: str = "cpu",
              build: bool = True, progress: bool = False, store: Store | None = None,
-             wait: float = 0.0) -> QuestionIndex:
+             wait: float = 0.0, backend: str = "auto") -> QuestionIndex:
         """Load (building or refreshing when needed) the question vectors of *index_dir*.
 
         Args:
@@ -45,19 +45,25 @@ class QuestionIndex:
             progress: show a progress bar while encoding.
             store: the index's store, already open (default: opened read-only here).
             wait: seconds to wait for another writer of the folder before building.
+            backend: how questions are encoded (:mod:`retriever.backends`; ``auto``: the
+                fastest of the family of the question vectors there, else of the answers').
 
         Raises:
             ManifestError: not an index folder, or (``build=False``) no current vectors.
         """
         from index import VectorIndex
-        from retriever.encoder import Encoder
+        from retriever.backends import index_encoder
 
         index_dir = Path(index_dir)
         manifest = load_or_new(index_dir)
         if not manifest:
             raise ManifestError(f"{index_dir}: not an index folder (no manifest.json)")
         store = store or Store(index_dir / STORE_FILE, readonly=True)
-        enc = Encoder(encoder_name(manifest, encoder), device=device)
+        # Queries meet the question vectors there (or, for new ones, the answers' vectors).
+        made = manifest.get(SECTION) or manifest.get("dense")
+        enc = index_encoder(encoder_name(manifest, encoder), device,
+                            made.get("backend", "torch") if made else None, backend,
+                            where=f"{index_dir}'s question vectors")
         committed = manifest.get("store", {}).get("checksum")
         folder = part_dir(index_dir, manifest, SECTION)
         if not current(manifest.get(SECTION), committed, enc.spec.checksum, folder):

@@ -123,7 +123,7 @@ def open_searcher(index_dir: Path, mode: str = DEFAULT_MODE, encoder: str | None
                   fusion: str = DEFAULT_FUSION, weights: tuple[float, float] | None = None,
                   givens_weight: float = DEFAULT_GIVENS_WEIGHT,
                   formula_weight: float = DEFAULT_FORMULA_WEIGHT, symbolic_timeout: float = 2.0,
-                  mmap: bool = True) -> Searcher:
+                  mmap: bool = True, backend: str = "auto") -> Searcher:
     """Load what *mode* needs from an index folder, after checking it is consistent.
 
     Args:
@@ -142,10 +142,12 @@ def open_searcher(index_dir: Path, mode: str = DEFAULT_MODE, encoder: str | None
             question's formulas (:mod:`retriever.formulas`); 0 leaves it out.
         symbolic_timeout: seconds for one SymPy call of the formula agreement.
         mmap: memory-map the vectors instead of reading them into memory.
+        backend: how queries are encoded (:mod:`retriever.backends`): ``auto`` is the fastest
+            of the family of the index's vectors; another family is refused.
 
     Raises:
         ManifestError: when the folder is not an index, or a part is out of date or was built
-            by another encoder.
+            by another encoder (or backend family).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -154,7 +156,7 @@ def open_searcher(index_dir: Path, mode: str = DEFAULT_MODE, encoder: str | None
         manifest = read_manifest(index_dir)
         try:
             return _open(index_dir, manifest, mode, encoder, device, batch_size, depth, fusion,
-                         weights, givens_weight, formula_weight, symbolic_timeout, mmap)
+                         weights, givens_weight, formula_weight, symbolic_timeout, mmap, backend)
         except FileNotFoundError:
             # A writer committed and removed the parts this manifest named: read the new one.
             if attempt == 2 or read_manifest(index_dir) == manifest:
@@ -163,7 +165,7 @@ def open_searcher(index_dir: Path, mode: str = DEFAULT_MODE, encoder: str | None
 
 
 def _open(index_dir, manifest, mode, encoder, device, batch_size, depth, fusion, weights,
-          givens_weight, formula_weight, symbolic_timeout, mmap) -> Searcher:
+          givens_weight, formula_weight, symbolic_timeout, mmap, backend) -> Searcher:
     written = manifest.get("store", {}).get("linear_version", 1)
     if written != LINEAR_VERSION:
         logger.warning("%s: its records were linearised by an older mathmatch (linear text "
@@ -174,7 +176,8 @@ def _open(index_dir, manifest, mode, encoder, device, batch_size, depth, fusion,
     dense = lexical = None
     if mode in ("dense", "hybrid"):
         from index import VectorIndex
-        from retriever.encoder import Encoder, EncoderSpec
+        from retriever.backends import BackendError, index_encoder
+        from retriever.encoder import EncoderSpec
 
         part = _check_part(manifest, "dense", index_dir)
         if encoder is not None:
@@ -186,7 +189,11 @@ def _open(index_dir, manifest, mode, encoder, device, batch_size, depth, fusion,
                     f"index with `mathmatch index build ... --encoder {spec.name}`")
         else:
             encoder = part["encoder"]
-        enc = Encoder(encoder, device=device, batch_size=batch_size)
+        try:
+            enc = index_encoder(encoder, device, part.get("backend", "torch"), backend,
+                                batch_size, where=str(index_dir))
+        except BackendError as exc:
+            raise ManifestError(str(exc)) from None
         if enc.spec.checksum != part["encoder_checksum"]:
             raise ManifestError(f"the encoder at {enc.spec.path} changed since {index_dir} was "
                                 "built (its files differ); rebuild the index")

@@ -65,6 +65,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache(tmp_path_factory) -> Iterator[Path]:
+    """The ONNX exports of the encoder backends (retriever/backends.py) go to a folder of the
+    session, not the user's cache (commands run as subprocesses inherit it)."""
+    saved = os.environ.get("MATHMATCH_CACHE")
+    folder = tmp_path_factory.mktemp("mathmatch-cache")
+    os.environ["MATHMATCH_CACHE"] = str(folder)
+    yield folder
+    if saved is None:
+        os.environ.pop("MATHMATCH_CACHE", None)
+    else:
+        os.environ["MATHMATCH_CACHE"] = saved
+
+
 @pytest.fixture(scope="session")
 def tiny_encoder_path(tmp_path_factory) -> Path:
     """A 2-layer, 32-wide sentence-transformers encoder (random weights, MiniLM's tokenizer)."""

@@ -171,3 +171,16 @@ def test_numba_backend_matches_numpy(sample, built):
     fast.build(ids, docs)
     expected, got = built.search(queries, 10), fast.search(queries, 10)
     np.testing.assert_allclose(got[0], expected[0], rtol=1e-5)
+
+
+def test_scores_of_given_documents_are_their_search_scores(built, sample):
+    ids, _, queries = sample
+    for q in queries[:5]:
+        scores, hits = built.search([q], len(ids))
+        ranked = dict(zip(hits[0].tolist(), scores[0].tolist(), strict=True))
+        # the last-ranked documents and one that is not indexed
+        asked = [int(i) for i in ids[::-5]] + [7]
+        got = built.scores_of(q, asked)
+        for i, s in zip(asked, got, strict=True):
+            assert s == pytest.approx(ranked.get(i, 0.0), rel=1e-6, abs=1e-7)
+    assert not built.scores_of(["zzzunknownzzz"], [int(ids[0])]).any()
