@@ -178,6 +178,31 @@ def run_phase(clients: list[Client], seconds: float) -> tuple[dict, list]:
     return summary(log, elapsed), log
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system) a process has used so far (Linux /proc), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def _cpu_per_request(before: tuple, pid: int, phase: dict) -> dict | None:
+    """Milliseconds of CPU per request the phase cost the server and the load generator (the
+    clients, this process): both share the machine's cores."""
+    server = _cpu_seconds(pid)
+    if server is None or before[0] is None or not phase["requests"]:
+        return None
+    n = phase["requests"]
+    return {"server": round((server - before[0]) * 1000 / n, 1),
+            "clients": round((_own_cpu_seconds() - before[1]) * 1000 / n, 1)}
+
+
 class Server:
     """``mathmatch serve DIR --port P`` as a subprocess, its log in a file."""
 
@@ -325,7 +350,9 @@ def main(argv: list[str] | None = None) -> int:
         warm.close()
         print(f"serving {health['records']} records ({mode}) on port {port}; "
               f"{args.clients} clients, {args.seconds:g} s per phase", flush=True)
+        before = (_cpu_seconds(server.proc.pid), _own_cpu_seconds())
         idle, _ = run_phase(clients, args.seconds)
+        idle["cpu_ms_per_request"] = _cpu_per_request(before, server.proc.pid, idle)
         print(_row("idle", idle), flush=True)
         add = add_phase(server, clients, args.seconds, index, corpus, work / "add.log")
         print(_row("add", add), flush=True)
@@ -352,6 +379,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"index add: exit {a['returncode']} after {a['seconds']} s "
           f"({'within' if a['finished_in_phase'] else 'after'} the phase); records "
           f"{a['records_before']} -> {a['records_after']}, served after: {a['seen']}")
+    if idle.get("cpu_ms_per_request"):
+        cpu = idle["cpu_ms_per_request"]
+        print(f"idle CPU per request: server {cpu['server']} ms, clients {cpu['clients']} ms")
     print(f"idle p95 {idle['p95_ms']} ms at {args.clients} clients (target <= "
           f"{TARGET_P95_MS:.0f} ms: {'met' if result['meets_target'] else 'NOT met'}); "
           f"server tracebacks: {tracebacks}")

@@ -303,6 +303,9 @@ class Service:
     touches the pipeline runs on :attr:`executor`'s one thread."""
 
     def __init__(self, index_dir: Path, cfg: ServeConfig) -> None:
+        from retriever import backends
+
+        backends.SPIN = False  # the worker does other work between encodes (backends.SPIN)
         self.index_dir, self.cfg = Path(index_dir), cfg
         self.manifest_path = self.index_dir / MANIFEST
         read_manifest(self.index_dir)  # refuses a folder that is not an index, naming it
