@@ -77,10 +77,16 @@ class GivensAgreement:
         >>> scores, rows = agree.rescore(["What is 12 + 30?"], scores, rows, k=10)  # doctest: +SKIP
     """
 
+    CACHED = 200_000  # rows whose numbers are kept
+
     def __init__(self, answers: Callable[[Sequence[int]], list[str]],
                  weight: float = DEFAULT_GIVENS_WEIGHT) -> None:
         self.answers = answers
         self.weight = check_weight(weight)
+        # The numbers of answers read so far, by row: a row's text never changes (an added or
+        # replaced record gets a new row), and a server asks for the same answers again and
+        # again. Emptied when it reaches CACHED rows.
+        self._numbers: dict[int, frozenset[str]] = {}
 
     def rescore(self, texts: Sequence[str], scores: np.ndarray, rows: np.ndarray,
                 k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -104,9 +110,13 @@ class GivensAgreement:
         padding); each answer's numbers are read once, however many queries it serves."""
         rows = np.asarray(rows, dtype=np.int64)
         out = np.zeros(rows.shape, dtype=np.float64)
-        wanted = sorted({int(r) for r in rows.ravel() if r >= 0})
-        found = {r: numbers(t) for r, t in zip(wanted, self.answers(wanted) if wanted else [],
-                                                strict=True)}
+        wanted = sorted({int(r) for r in rows.ravel() if r >= 0} - self._numbers.keys())
+        if len(self._numbers) + len(wanted) > self.CACHED:
+            self._numbers.clear()
+            wanted = sorted({int(r) for r in rows.ravel() if r >= 0})
+        self._numbers.update((r, numbers(t)) for r, t in
+                             zip(wanted, self.answers(wanted) if wanted else [], strict=True))
+        found = self._numbers
         for i, text in enumerate(texts):
             asked = numbers(text)
             for j, r in enumerate(rows[i]):

@@ -110,3 +110,24 @@ def test_configs_refuse_a_negative_givens_weight_and_record_it(tmp_path):
     # The first stage the training groups come from is part of the recipe a resume checks.
     assert RerankTuneConfig(index=tmp_path, out=tmp_path / "o",
                             givens_weight=0.0).recipe()["givens_weight"] == 0.0
+
+
+def test_answers_numbers_are_read_once_per_row_and_the_cache_is_bounded(monkeypatch):
+    texts = {1: "2 + 3 = 5", 2: "7 cups", 3: "10 - 4 = 6"}
+    asked: list[list[int]] = []
+
+    def answers(rows):
+        asked.append(list(rows))
+        return [texts[r] for r in rows]
+
+    agree = GivensAgreement(answers, weight=1.0)
+    first = agree.coverages(["What is 2 + 3?"], np.array([[1, 2, -1]]))
+    again = agree.coverages(["What is 2 + 3?", "10 - 4?"], np.array([[1, 2, -1], [3, 1, 2]]))
+    assert asked == [[1, 2], [3]]  # rows 1 and 2 were not read again
+    assert np.array_equal(first[0], again[0])
+    assert again[1].tolist() == [1.0, 0.0, 0.0]
+    monkeypatch.setattr(GivensAgreement, "CACHED", 2)
+    small = GivensAgreement(answers, weight=1.0)
+    small.coverages(["2"], np.array([[1, 2]]))
+    assert small.coverages(["10 4"], np.array([[3, 1]])).tolist() == [[1.0, 0.0]]
+    assert len(small._numbers) == 2 and asked[-1] == [1, 3]
