@@ -49,3 +49,15 @@ def tiny_llama(directory: Path, seed: int = 0) -> Path:
     LlamaForCausalLM(cfg).save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+def tiny_reranker(index: Path, base: Path, out: Path) -> Path:
+    """A cross-scorer checkpoint trained for one step over *index* from the tiny LLaMA
+    *base* (:func:`tiny_llama`): real files, meaningless scores."""
+    from tuning.reranker import RerankTuneConfig, tune_reranker
+
+    tune_reranker(RerankTuneConfig(index=index, out=out, base=str(base), group_size=3,
+                                   steps=1, groups_per_step=1, depth=10, device="cpu",
+                                   save_every=1, warmup_steps=0, max_length=128,
+                                   max_question=48))
+    return out

@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import subprocess
+import sys
 import threading
+import time
 
 import httpx
 import pytest
@@ -140,14 +143,11 @@ def test_requests_waiting_together_are_searched_as_one_batch_with_the_same_answe
 def test_a_batch_with_a_cross_scorer_gives_each_hit_its_own_score(sample_index, sample_dir,
                                                                    tiny_llama_path, tmp_path):
     from mathmatch.service import Service
-    from tuning.reranker import RerankTuneConfig, tune_reranker
+    from tests.models import tiny_reranker
 
     index = shutil.copytree(sample_index, tmp_path / "idx")
     ckpt = tmp_path / "rr"
-    tune_reranker(RerankTuneConfig(index=index, out=ckpt, base=str(tiny_llama_path),
-                                   group_size=3, steps=1, groups_per_step=1, depth=10,
-                                   device="cpu", save_every=1, warmup_steps=0,
-                                   max_length=128, max_question=48))
+    tiny_reranker(index, tiny_llama_path, ckpt)
     service = Service(index, ServeConfig(rerank=str(ckpt), symbolic=True))
     questions = _queries(sample_dir, 3)
     try:
@@ -160,3 +160,22 @@ def test_a_batch_with_a_cross_scorer_gives_each_hit_its_own_score(sample_index, 
         assert [h["why"]["rerank"] for h in got["hits"]] == \
             pytest.approx([h["why"]["rerank"] for h in want["hits"]], abs=1e-3)
         assert all(h["why"]["rerank"] is not None for h in got["hits"])
+
+
+def test_cpu_per_request_counts_the_server_process_and_the_clients_apart():
+    import os
+
+    from benchmarks.serve_load import _cpu_per_request, _cpu_seconds, _own_cpu_seconds
+
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        before = (_cpu_seconds(busy.pid), _own_cpu_seconds())
+        time.sleep(0.6)
+        cpu = _cpu_per_request(before, busy.pid, {"requests": 2})
+    finally:
+        busy.kill()
+        busy.wait()
+    assert cpu["server"] > 100  # the busy process: at least 0.2 s over 2 requests
+    assert cpu["clients"] < cpu["server"]  # this process slept
+    assert _cpu_seconds(busy.pid) is None  # gone: no figure
+    assert _cpu_seconds(os.getpid()) > 0

@@ -342,13 +342,10 @@ def test_an_index_add_is_seen_once_committed_and_never_before(served_dir, tmp_pa
 def test_with_a_cross_scorer_each_hit_carries_its_score(served_dir, tiny_llama_path, tmp_path):
     from mathcore.runs import linear_query
     from reranker import load_reranker
-    from tuning.reranker import RerankTuneConfig, tune_reranker
+    from tests.models import tiny_reranker
 
     ckpt = tmp_path / "rr"
-    tune_reranker(RerankTuneConfig(index=served_dir, out=ckpt, base=str(tiny_llama_path),
-                                   group_size=3, steps=1, groups_per_step=1, depth=10,
-                                   device="cpu", save_every=1, warmup_steps=0,
-                                   max_length=128, max_question=48))
+    tiny_reranker(served_dir, tiny_llama_path, ckpt)
     app = create_app(served_dir, ServeConfig(rerank=str(ckpt), symbolic=True))
     with TestClient(app, base_url=LOCAL) as client:
         hits = client.post("/search", json={"question": CUPCAKES, "k": 5}).json()["hits"]
