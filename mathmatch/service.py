@@ -303,9 +303,6 @@ class Service:
     touches the pipeline runs on :attr:`executor`'s one thread."""
 
     def __init__(self, index_dir: Path, cfg: ServeConfig) -> None:
-        from retriever import backends
-
-        backends.SPIN = False  # the worker does other work between encodes (backends.SPIN)
         self.index_dir, self.cfg = Path(index_dir), cfg
         self.manifest_path = self.index_dir / MANIFEST
         read_manifest(self.index_dir)  # refuses a folder that is not an index, naming it
@@ -368,6 +365,8 @@ class Service:
             encoder.__dict__[name] = self._models[key]
         else:
             self._models[key] = getattr(encoder, name)
+            if name == "onnx":  # the worker searches between encodes: threads must not spin
+                self._models[key].spin = False
 
     def cross_scorer(self):
         """The cross-scorer of ``--rerank``, loaded once for every state."""

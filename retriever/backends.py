@@ -66,11 +66,7 @@ _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # score); alone it is the same wherever it is encoded (build, add, match, serve), and barely
 # slower, padding nothing (134 answers/s against 148 in batches of 16).
 ONNX_BATCH = 16
-# Whether ONNX Runtime's threads spin between passes: faster back-to-back encoding (a build:
-# about 10 %), but CPU taken from whatever runs between passes. `mathmatch serve` sets it
-# False: its worker searches and explains between encodes (30 ms of CPU a request instead
-# of 44 under load, benchmarks.serve_load). Read when a session is made.
-SPIN = True
+
 
 
 class BackendError(ValueError):
@@ -318,6 +314,11 @@ class OnnxModel:
 
     def __init__(self, spec: Any, quantize: bool, threads: int | None = None) -> None:
         self.spec, self.quantize = spec, quantize
+        # Whether ONNX Runtime's threads spin between passes (read when the session is made):
+        # faster back-to-back encoding (a build: about 10 %), but CPU taken from whatever runs
+        # between passes. The server turns it off for its encoders: its worker searches and
+        # explains between encodes (30 ms of CPU a request instead of 44 under load).
+        self.spin = True
         self.folder = exported(spec, quantize)
         self.info = json.loads((self.folder / "export.json").read_text(encoding="utf-8"))
         self.threads = threads
@@ -331,7 +332,7 @@ class OnnxModel:
             options.intra_op_num_threads = self.threads or _torch_threads()
         options.log_severity_level = 3  # its hardware-specific-optimisation warnings: noise
         options.add_session_config_entry("session.intra_op.allow_spinning",
-                                         "1" if SPIN else "0")
+                                         "1" if self.spin else "0")
         return ort.InferenceSession(str(self.folder / "model.onnx"), options,
                                     providers=["CPUExecutionProvider"])
 

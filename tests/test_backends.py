@@ -159,3 +159,21 @@ def test_an_int8_vector_does_not_depend_on_the_texts_encoded_with_it(tiny_encode
     assert np.array_equal(together, alone)
     vecs, counts = enc.encode_passages(TEXTS)
     assert np.array_equal(vecs[:1], enc.encode_passages(TEXTS[:1])[0])
+
+
+@onnx
+def test_the_server_keeps_onnx_threads_from_spinning(tiny_encoder_path, tmp_path, monkeypatch):
+    from mathmatch.server import ServeConfig
+    from mathmatch.service import Service
+
+    monkeypatch.setenv("MATHMATCH_CACHE", str(tmp_path / "cache"))
+    enc = Encoder(tiny_encoder_path, device="cpu", backend="onnx")
+    assert enc.onnx.spin  # a build or a batch match: spinning, the fastest back to back
+    idx = tmp_path / "idx"
+    idx.mkdir()
+    (idx / "manifest.json").write_text(json.dumps({"format_version": 1, "store": {}}))
+    service = Service(idx, ServeConfig())
+    service.adopt(enc)
+    assert not enc.onnx.spin
+    options = enc.onnx.session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
