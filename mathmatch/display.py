@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 
@@ -155,51 +156,122 @@ def _safe_math(root: etree._Element, marked: frozenset[str]) -> None:
             el.set("class", "given")
 
 
-def _restated(root: etree._Element, asked: tuple) -> str | None:
-    """The question formula (of *asked*, :func:`retriever.formulas.formulas`) that a formula
-    restates, by the formula agreement's cheap checks (same unit, or inside), or None."""
-    from retriever.formulas import MIN_INSIDE, formula
+class _Formula:
+    """One formula of a shown text, read once: its safe HTML with nothing marked, the numbers
+    of its ``<mn>`` elements, and (when first asked) the keys the formula agreement gives it."""
 
-    found = formula(root)
-    if found is None:
+    __slots__ = ("text", "limits", "html", "numbers", "_keys")
+
+    def __init__(self, text: str, limits: Limits) -> None:
+        self.text, self.limits = text, limits
+        root = parse_math(text, limits)
+        self.numbers = frozenset((el.text or "").strip().replace(",", "")
+                                 for el in root.iter("mn"))
+        self.html = _shown(root, frozenset())
+        self._keys: tuple[frozenset[str], str] | None | bool = False
+
+    @property
+    def keys(self) -> tuple[frozenset[str], str] | None:
+        """The keys of the formula's units and its own key (:func:`retriever.formulas
+        .formula`), or None for a trivial formula."""
+        if self._keys is False:
+            from retriever.formulas import formula
+
+            found = formula(parse_math(self.text, self.limits))
+            self._keys = None if found is None else \
+                (frozenset(u.key for u in found.units), found.key)
+        return self._keys
+
+    def restates(self, asked: tuple) -> str | None:
+        """The question formula (of *asked*, :func:`retriever.formulas.formulas`) that this
+        formula restates, by the formula agreement's cheap checks (same unit, or inside), or
+        None."""
+        from retriever.formulas import MIN_INSIDE
+
+        if not asked or self.keys is None:
+            return None
+        keys, key = self.keys
+        for q in asked:
+            if any(u.key in keys or (len(u.key) >= MIN_INSIDE and u.key in key)
+                   for u in q.units):
+                return q.key
         return None
-    keys = {u.key for u in found.units}
-    for q in asked:
-        if any(u.key in keys or (len(u.key) >= MIN_INSIDE and u.key in found.key)
-               for u in q.units):
-            return q.key
-    return None
+
+
+def _shown(root: etree._Element, marked: frozenset[str], restated: bool = False) -> str:
+    """A parsed formula as safe MathML (in place): *marked* numbers and a *restated* formula
+    carry their classes."""
+    _safe_math(root, marked)
+    etree.cleanup_namespaces(root)
+    if restated:
+        root.set("class", "given-formula")
+    return etree.tostring(root, encoding="unicode", with_tail=False)
+
+
+# Texts whose segments were read, kept: a server shows the same records again and again, and
+# reading their formulas (parse, clean, serialise) was most of what showing them cost.
+_PLANS = 4096
+
+
+@functools.lru_cache(maxsize=_PLANS)
+def _plan(text: str, limits: Limits) -> tuple[str | _Formula | tuple[str], ...] | None:
+    """*text* in segments: its text as a str, each formula as a :class:`_Formula`, a formula
+    that does not parse as a 1-tuple of its source; None when the text does not split."""
+    try:
+        segments = list(split_math(text))
+    except MathMLError:
+        return None
+    out: list[str | _Formula | tuple[str]] = []
+    for seg in segments:
+        if not seg.is_math:
+            out.append(seg.text)
+            continue
+        try:
+            out.append(_Formula(seg.text, limits))
+        except MathMLError:
+            out.append((seg.text,))
+    return tuple(out)
 
 
 def display(text: str, marked: frozenset[str] = frozenset(), asked: tuple = (),
-            limits: Limits = DEFAULT_LIMITS) -> tuple[str, list[str]]:
+            limits: Limits = DEFAULT_LIMITS, linear: str | None = None
+            ) -> tuple[str, list[str]]:
     """Safe HTML of a stored or asked text: its text escaped, its formulas as MathML without
     any other element or attribute (no script, handler, link or style); the numbers of
     *marked* and the formulas restating one of *asked* carry ``class="given"`` /
     ``"given-formula"``.
 
+    Args:
+        linear: *text*'s linear text as this mathmatch writes it (a store's ``answer_text``
+            of the current :data:`~mathcore.linear.LINEAR_VERSION`), when known. Every unit of
+            a formula of the text is then inside its canonical form (on the 32,501 units of
+            the dev answers), so a formula of *asked* none of whose units is there restates
+            nothing, and the text's formulas are not read for it.
+
     Returns:
         The HTML, and the keys of the formulas of *asked* found.
     """
-    try:
-        segments = list(split_math(text))
-    except MathMLError:
+    if asked and linear is not None:
+        from retriever.formulas import canonical
+
+        hay = canonical(linear)
+        asked = tuple(q for q in asked if any(u.key in hay for u in q.units))
+    plan = _plan(text, limits)
+    if plan is None:
         return _text_html(text, marked), []
     parts, found = [], []
-    for seg in segments:
-        if not seg.is_math:
-            parts.append(_text_html(seg.text, marked))
+    for seg in plan:
+        if isinstance(seg, tuple):  # a formula that does not parse: shown as text, unmarked
+            parts.append(_text_html(seg[0], frozenset()))
             continue
-        try:
-            root = parse_math(seg.text, limits)
-        except MathMLError:
-            parts.append(_text_html(seg.text, frozenset()))
+        if isinstance(seg, str):
+            parts.append(_text_html(seg, marked))
             continue
-        key = _restated(root, asked) if asked else None
-        _safe_math(root, marked)
-        etree.cleanup_namespaces(root)
+        key = seg.restates(asked)
         if key is not None:
-            root.set("class", "given-formula")
             found.append(key)
-        parts.append(etree.tostring(root, encoding="unicode", with_tail=False))
+        if key is None and not seg.numbers & marked:
+            parts.append(seg.html)
+        else:
+            parts.append(_shown(parse_math(seg.text, limits), marked, key is not None))
     return "".join(parts), list(dict.fromkeys(found))

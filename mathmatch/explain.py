@@ -5,10 +5,11 @@ of the first ``depth`` candidates (:func:`index.convex` of per-query normalised 
 :func:`index.rrf`), z-scores the fused scores over those candidates and adds the givens term
 (``weight x`` the share of the question's numbers the answer has; :mod:`retriever.givens`).
 The fused score is a sum over the two rankings, so its z-score is too: :func:`explain`
-rebuilds both rankings for the query from the searcher's own parts and gives, for each
-returned record, what each ranking adds, next to the raw numbers behind it (the cosine of
-query and answer vectors, the BM25 score, their ranks); the parts add up to the first-stage
-score.
+rebuilds both rankings for the query from the searcher's own parts (or takes them as the
+search made them, when the parts keep their rankings: :meth:`retriever.retrievers.DenseRetriever
+.keeping`) and gives, for each returned record, what each ranking adds, next to the raw numbers
+behind it (the cosine of query and answer vectors, the BM25 score, their ranks); the parts add
+up to the first-stage score.
 
 Example:
     >>> with Pipeline("idx") as p:  # doctest: +SKIP
@@ -108,16 +109,13 @@ def explain(pipeline: Pipeline, question: str, rows: list[int], answers: list[st
     linear = search_text(QUERY_ID, question)
     out = [{"first_stage": 0.0, "dense": None, "bm25": None, "givens": None, "formulas": None,
             "rerank": None} for _ in rows]
-    qv = dense.encoder.encode([linear]) if dense is not None else None
+    qv = None
     rankings = []
     for name in ("dense", "bm25"):
-        if (dense if name == "dense" else lexical) is None:
+        part = dense if name == "dense" else lexical
+        if part is None:
             continue
-        if name == "dense":  # as DenseRetriever.search_texts, with the query vector kept
-            found = dense.search_records(qv, depth) if dense.passages else \
-                dense.vectors.search(qv, depth)
-        else:
-            found = lexical.search_texts([linear], depth)
+        found = part.search_texts([linear], depth)  # kept from the search, when it keeps
         rankings.append(found)
         listed = [(int(r), float(s)) for s, r in zip(found[0][0], found[1][0], strict=True)
                   if r >= 0]
@@ -128,6 +126,8 @@ def explain(pipeline: Pipeline, question: str, rows: list[int], answers: list[st
             found_scores = lexical.index.scores_of(analyze(linear), missing)
             scores.update(zip(missing, map(float, found_scores), strict=True))
         for slot, row in zip(out, rows, strict=True):
+            if name == "dense" and row not in scores and qv is None:
+                qv = dense.encoder.encode([linear])
             value = scores.get(row, 0.0) if name == "bm25" or row in scores else \
                 _cosine(dense, qv, row)
             slot[name] = {"score": value, "rank": ranks.get(row), "part": None}

@@ -21,7 +21,9 @@ So that concurrent clients do not each wait for every search before theirs, ``/s
 requests wait in a queue (:meth:`Service.search_queued`) that the worker empties at once: the
 requests of one mode and ``k`` are searched as one batch (the encoder encodes their questions
 together, in few forward passes), then each gets its own hits and score parts; a lone request
-is searched exactly as before.
+is searched exactly as before. The responses of a batch (the safe HTML of every hit, a third
+of the work) are written on a second thread, :attr:`Service.shower`, while the worker searches
+the next batch.
 
 Example:
     >>> service = Service(Path("idx"), ServeConfig())  # doctest: +SKIP
@@ -36,8 +38,8 @@ import logging
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
-from functools import cached_property
+from contextlib import ExitStack, contextmanager
+from functools import cached_property, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
@@ -47,6 +49,7 @@ from index.layout import MANIFEST, STORE_FILE, part_dir
 from index.lock import held_by_other
 from index.manifest import ManifestError, read_manifest
 from mathcore import __version__
+from mathcore.linear import LINEAR_VERSION
 from mathcore.mathml import DEFAULT_LIMITS, Limits
 from mathcore.runs import linear_query
 from mathcore.store import StoreError
@@ -117,7 +120,8 @@ class ServePipeline(Pipeline):
 class _KeptVectors:
     """An encoder that keeps the vectors it made, so that the score parts of a batch
     (:func:`~mathmatch.explain.explain`, one query at a time) reuse the vectors the batch was
-    searched with instead of encoding each question again.
+    searched with instead of encoding each question again (a record past the dense ranking
+    needs the query's vector for its cosine).
 
     A forward pass pads every text to the longest of its pass, and the questions of a batch
     differ in length (on the dev queries, padding a random 8 to the longest costs 1.7 times
@@ -139,10 +143,11 @@ class _KeptVectors:
         return np.stack([self.kept[t] for t in texts])
 
     def _runs(self, texts: list[str]) -> list[list[str]]:
-        """*texts* in runs of similar token length, shortest first."""
-        if len(texts) < 2:
-            return [texts] if texts else []
+        """*texts* in runs of similar token length, shortest first (one run when each text
+        has a pass of its own)."""
         enc = self.encoder
+        if len(texts) < 2 or getattr(enc, "one_per_pass", False):
+            return [texts] if texts else []
         ids = enc.tokenizer(texts, truncation=True, max_length=enc.max_seq_length)
         length = {t: len(i) for t, i in zip(texts, ids["input_ids"], strict=True)}
         runs, run, tokens = [], [], 0
@@ -159,19 +164,25 @@ class _KeptVectors:
 
 
 @contextmanager
-def _vectors_kept(pipeline: Pipeline) -> Iterator[None]:
-    """While in the block, *pipeline*'s query encoder keeps the vectors it made (worker
-    thread only: the pipeline is the worker's)."""
-    dense = dense_of(pipeline.searcher.retriever)
-    if dense is None:
-        yield
-        return
-    encoder = dense.encoder
-    dense.encoder = _KeptVectors(encoder)
-    try:
-        yield
-    finally:
-        dense.encoder = encoder
+def _kept(pipeline: Pipeline) -> Iterator[None]:
+    """While in the block, *pipeline*'s query encoder keeps the vectors it made and its
+    retrievers the rankings they made, so that explaining a batch's hits searches nothing
+    again (worker thread only: the pipeline is the worker's)."""
+    retriever = pipeline.searcher.retriever
+    parts = [p for p in (getattr(retriever, "dense", None), getattr(retriever, "lexical", None))
+             if p is not None] or [retriever]
+    dense = dense_of(retriever)
+    encoder = dense.encoder if dense is not None else None
+    with ExitStack() as stack:
+        for part in parts:
+            stack.enter_context(part.keeping())
+        if dense is not None:
+            dense.encoder = _KeptVectors(encoder)
+        try:
+            yield
+        finally:
+            if dense is not None:
+                dense.encoder = encoder
 
 
 def _committed_rows(index_dir: Path, manifest: dict) -> int | None:
@@ -201,6 +212,9 @@ class State:
         self.limits = Limits(**manifest.get("limits", {})) if manifest.get("limits") \
             else DEFAULT_LIMITS
         self.last_row = _committed_rows(self.index_dir, manifest)
+        # Whether the stored linear texts are those this mathmatch writes (display reads them).
+        self.current_linear = manifest.get("store", {}).get("linear_version", 1) == \
+            LINEAR_VERSION
         self.pipelines: dict[str, ServePipeline] = {}
         self.default_mode = MatchConfig().mode if {"dense", "lexical"} <= manifest.keys() \
             else "bm25" if "lexical" in manifest else "dense"
@@ -307,6 +321,9 @@ class Service:
         self.manifest_path = self.index_dir / MANIFEST
         read_manifest(self.index_dir)  # refuses a folder that is not an index, naming it
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mathmatch-serve")
+        # Writes the responses of searched batches (HTML of every hit: a third of the work)
+        # while the worker searches the next batch.
+        self.shower = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mathmatch-show")
         self.state: State | None = None
         self._failed: Any = None
         self._models: dict[tuple, Any] = {}
@@ -343,16 +360,13 @@ class Service:
             return
         logger.debug("searching %d waiting requests", len(taken))
         try:
-            results = self.search_many([asked for asked, _ in taken])
+            results = self.search_many([asked for asked, _ in taken], show=False)
         except BaseException as exc:
             for _, done in taken:
                 done.set_exception(exc)
             raise
-        for (_, done), result in zip(taken, results, strict=True):
-            if isinstance(result, BaseException):
-                done.set_exception(result)
-            else:
-                done.set_result(result)
+        # Their responses are written on the other thread while this one searches the next.
+        self.shower.submit(_answer, [done for _, done in taken], results)
 
     def adopt(self, encoder: Any) -> None:
         """Give *encoder* the weights of an equal one loaded before (or load them now), so a
@@ -434,10 +448,14 @@ class Service:
             raise result
         return result
 
-    def search_many(self, asked: Sequence[tuple[str, int, str | None]]
-                    ) -> list[dict | Exception]:
+    def search_many(self, asked: Sequence[tuple[str, int, str | None]], show: bool = True
+                    ) -> list[dict | Exception | Callable[[], dict]]:
         """:meth:`search` for several ``(question, k, mode)`` requests, from one committed
         state: those of one mode and *k* are searched as one batch.
+
+        Args:
+            show: write the responses; False returns, for each request searched, a function
+                that writes its response (needing neither the worker thread nor the store).
 
         Returns:
             For each request, in order, its response or the exception that refuses it (a
@@ -480,19 +498,20 @@ class Service:
                             found.append(one)
             for i, result in zip(members, found, strict=True):
                 results[i] = result
+        if show:
+            return [r if isinstance(r, BaseException) else r() for r in results]
         return results
 
     def _search_batch(self, state: State, mode: str, k: int, questions: list[str],
-                      texts: list[str]) -> list[dict]:
-        """The responses to *questions* (*texts*: as prepared), searched as one batch."""
-        from retriever.formulas import MAX_QUESTION_FORMULAS, formulas
-
+                      texts: list[str]) -> list[Callable[[], dict]]:
+        """*questions* (*texts*: as prepared) searched as one batch: for each, the function
+        that writes its response."""
         pipeline = state.pipeline(mode)
         qids = [f"{QUERY_ID}{i}" for i in range(len(texts))]
         store = pipeline.store
         searched = max(k, pipeline.rerank_depth) if pipeline.reranker is not None else k
         answered = []
-        with _vectors_kept(pipeline):
+        with _kept(pipeline):
             run = pipeline.run(list(zip(qids, texts, strict=True)), k)
             for qid, text in zip(qids, texts, strict=True):
                 hits = [(doc, score, store.by_id(doc)) for doc, score in run.get(qid, {}).items()]
@@ -508,25 +527,10 @@ class Service:
             for hits, whys in answered:
                 for why, _ in zip(whys, hits[:pipeline.rerank_depth], strict=False):
                     why["rerank"] = float(next(cross))
-        out = []
-        for qid, question, text, (hits, whys) in zip(qids, questions, texts, answered,
-                                                    strict=True):
-            asked_numbers = numbers(linear_query(qid, text))
-            asked = formulas(text, MAX_QUESTION_FORMULAS)
-            shown = []
-            for rank, ((doc, score, rec), why) in enumerate(zip(hits, whys, strict=True), 1):
-                marked = frozenset(asked_numbers & numbers(rec.answer_text))
-                answer_html, found = display(rec.record.answer, marked, asked, state.limits)
-                shown.append({
-                    "rank": rank, "id": doc, "score": float(score), "source": rec.record.source,
-                    "question": rec.record.question, "answer": rec.record.answer,
-                    "final": rec.record.final, "why": why,
-                    "highlight": {"numbers": sorted(marked, key=lambda n: (float(n), n)),
-                                  "formulas": found},
-                    "display": state.display(rec.record, answer_html)})
-            out.append({"question": question, "query": text, "mode": pipeline.config.mode,
-                        "k": k, "state": state.info(), "hits": shown})
-        return out
+        return [partial(_response, state, pipeline.config.mode, k, question, text,
+                        numbers(linear_query(qid, text)), hits, whys)
+                for qid, question, text, (hits, whys) in zip(qids, questions, texts, answered,
+                                                            strict=True)]
 
     def duplicates(self, question: str, final: str | None, k: int) -> dict:
         """``/duplicates``: the stored questions nearest *question*, each with the finder's
@@ -607,6 +611,45 @@ class Service:
                 "serving": state.info() if state is not None else None,
                 "writer": held_by_other(self.index_dir),
                 "questions": state.questions_state if state is not None else None}
+
+
+def _response(state: State, mode: str, k: int, question: str, text: str,
+              asked_numbers: set[str], hits: list[tuple], whys: list[dict]) -> dict:
+    """The ``/search`` response to *question* (*text*: as prepared): its *hits* (``(id,
+    score, stored record)``) with their score parts, the numbers and formulas of the question
+    each answer has, and their safe HTML."""
+    from retriever.formulas import MAX_QUESTION_FORMULAS, formulas
+
+    asked = formulas(text, MAX_QUESTION_FORMULAS)
+    shown = []
+    for rank, ((doc, score, rec), why) in enumerate(zip(hits, whys, strict=True), 1):
+        marked = frozenset(asked_numbers & numbers(rec.answer_text))
+        answer_html, found = display(rec.record.answer, marked, asked, state.limits,
+                                     rec.answer_text if state.current_linear else None)
+        shown.append({
+            "rank": rank, "id": doc, "score": float(score), "source": rec.record.source,
+            "question": rec.record.question, "answer": rec.record.answer,
+            "final": rec.record.final, "why": why,
+            "highlight": {"numbers": sorted(marked, key=lambda n: (float(n), n)),
+                          "formulas": found},
+            "display": state.display(rec.record, answer_html)})
+    return {"question": question, "query": text, "mode": mode, "k": k, "state": state.info(),
+            "hits": shown}
+
+
+def _answer(waiting: list[Future], results: list) -> None:
+    """Give each waiting request its response (written here) or its exception."""
+    for done, result in zip(waiting, results, strict=True):
+        if not isinstance(result, BaseException):
+            try:
+                result = result()
+            except Exception as exc:  # a bug in writing one response fails that one
+                logger.exception("writing a /search response failed")
+                result = exc
+        if isinstance(result, BaseException):
+            done.set_exception(result)
+        else:
+            done.set_result(result)
 
 
 def _givens_text(value: Any) -> str:

@@ -234,6 +234,12 @@ class Encoder:
         return self.onnx.tokenizer if self.backend.startswith("onnx") else self.model.tokenizer
 
     @property
+    def one_per_pass(self) -> bool:
+        """Whether each text is encoded in a pass of its own (``onnx-int8``: nothing is
+        padded, and passes run side by side)."""
+        return self.backend.startswith("onnx") and self.onnx.batch_limit == 1
+
+    @property
     def max_seq_length(self) -> int:
         if self.backend.startswith("onnx"):
             return self.onnx.max_seq_length

@@ -7,7 +7,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
@@ -20,7 +21,41 @@ if TYPE_CHECKING:
 MODES = ("dense", "bm25", "hybrid")
 
 
-class DenseRetriever:
+class _Keeping:
+    """A retriever that can keep the rankings it made: inside :meth:`keeping`, each text's
+    ranking at each depth is kept, and asking for it again returns it without searching (the
+    server explains a batch's hits with the very rankings the batch was searched with)."""
+
+    _kept: dict | None = None
+
+    @contextmanager
+    def keeping(self) -> Iterator[None]:
+        """Keep the rankings made in the block (one thread's; forgotten when it ends)."""
+        self._kept = {}
+        try:
+            yield
+        finally:
+            self._kept = None
+
+    def search_texts(self, texts: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores [n, k], rowids [n, k])`` of each text, best first, -1 padded."""
+        kept = self._kept
+        if kept is None:
+            return self._search(texts, k)
+        new = [t for t in dict.fromkeys(texts) if (t, k) not in kept]
+        if new:
+            scores, ids = self._search(new, k)
+            kept.update(zip([(t, k) for t in new], zip(scores, ids, strict=True), strict=True))
+        if not texts:
+            return self._search(texts, k)
+        return (np.stack([kept[t, k][0] for t in texts]),
+                np.stack([kept[t, k][1] for t in texts]))
+
+    def _search(self, texts: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+
+class DenseRetriever(_Keeping):
     """Encode queries, search the vector index by inner product.
 
     Args:
@@ -39,7 +74,7 @@ class DenseRetriever:
         self.encoder = encoder
         self.passages = passages
 
-    def search_texts(self, texts: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _search(self, texts: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         queries = self.encoder.encode(texts)
         if not self.passages:
             return self.vectors.search(queries, k)
@@ -71,13 +106,13 @@ class DenseRetriever:
         return out_s, out_r
 
 
-class LexicalRetriever:
+class LexicalRetriever(_Keeping):
     """BM25 over mathcore's analyzer (the same analysis as the indexed answers)."""
 
     def __init__(self, index: Any) -> None:
         self.index = index
 
-    def search_texts(self, texts: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _search(self, texts: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         return self.index.search([analyze(t) for t in texts], k)
 
 

@@ -162,6 +162,23 @@ def test_an_int8_vector_does_not_depend_on_the_texts_encoded_with_it(tiny_encode
 
 
 @onnx
+def test_int8_passes_run_side_by_side_with_the_vectors_of_one_thread(tiny_encoder_path, tmp_path,
+                                                                     monkeypatch):
+    from retriever.backends import OnnxModel
+    from retriever.encoder import EncoderSpec
+
+    monkeypatch.setenv("MATHMATCH_CACHE", str(tmp_path / "cache"))
+    spec = EncoderSpec.resolve(str(tiny_encoder_path))
+    one, two = OnnxModel(spec, True, threads=1), OnnxModel(spec, True, threads=2)
+    assert (one.workers, two.workers) == (1, 2)
+    # Each pass on one ONNX Runtime thread, two passes at once.
+    assert two.session.get_session_options().intra_op_num_threads == 1
+    texts = TEXTS * 4
+    assert np.array_equal(two.encode(texts), one.encode(texts))
+    assert OnnxModel(spec, False, threads=2).workers == 1  # float batches: one at a time
+
+
+@onnx
 def test_the_server_keeps_onnx_threads_from_spinning(tiny_encoder_path, tmp_path, monkeypatch):
     from mathmatch.server import ServeConfig
     from mathmatch.service import Service

@@ -88,6 +88,37 @@ def test_hybrid_fuses_dense_and_bm25(sample_index):
     assert len(texts) == 10
 
 
+def test_rankings_kept_while_keeping_are_not_searched_again(sample_index):
+    from mathcore.runs import linear_query
+
+    hybrid = open_searcher(sample_index, "hybrid", device="cpu", depth=20)
+    parts = [hybrid.retriever.dense, hybrid.retriever.lexical]
+    lin = [linear_query(q, t) for q, t in list(iter_queries(SAMPLE / "queries.jsonl"))[:6]]
+    searched: list[list[str]] = []
+    for part in parts:
+        inner = part._search
+        part._search = lambda texts, k, inner=inner: searched.append(list(texts)) or \
+            inner(texts, k)
+    fresh = [part.search_texts(lin[:1], 20) for part in parts]
+    with parts[0].keeping(), parts[1].keeping():
+        batch = hybrid.search_rows(lin, 10)
+        assert len(searched) == 4  # one search of each part (after one each before)
+        again = [part.search_texts(lin[:1], 20) for part in parts]  # kept: not searched
+        assert len(searched) == 4
+        part_of_batch = [part.search_texts(lin[2:4] + lin[:1], 20) for part in parts]
+        assert len(searched) == 4
+        parts[1].search_texts(lin[:1], 5)  # another depth: searched
+        assert searched[-1] == lin[:1]
+    for (s, r), (s0, r0) in zip(again, fresh, strict=True):
+        np.testing.assert_array_equal(r, r0)
+        np.testing.assert_allclose(s, s0, atol=1e-5)
+    for (s, r), part in zip(part_of_batch, parts, strict=True):
+        assert r.shape == (3, 20)
+        np.testing.assert_array_equal(r, part.search_texts(lin[2:4] + lin[:1], 20)[1])
+    assert len(searched) == 7  # nothing kept once the block is left
+    np.testing.assert_array_equal(batch[1], hybrid.search_rows(lin, 10)[1])
+
+
 def test_trec_output_is_readable(sample_index, tmp_path):
     out = tmp_path / "run.trec"
     assert main(["-q", "match", str(sample_index), "--queries", str(SAMPLE / "queries.jsonl"),

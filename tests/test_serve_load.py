@@ -89,9 +89,9 @@ def test_requests_waiting_together_are_searched_as_one_batch_with_the_same_answe
     batches: list[list[tuple]] = []
     search_many = service.search_many
 
-    def spy(asked):
+    def spy(asked, **kwargs):
         batches.append(list(asked))
-        return search_many(asked)
+        return search_many(asked, **kwargs)
 
     service.search_many = spy
     questions = _queries(sample_dir, 8)

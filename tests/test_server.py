@@ -204,6 +204,32 @@ def test_displayed_mathml_keeps_mathml_only():
     assert 'display="block"' in html
 
 
+def test_a_text_shown_again_is_marked_for_its_own_question_only():
+    text = ZEBRA["answer"]
+    first, _ = display(text, marked=frozenset({"17"}))
+    again, _ = display(text)  # read once, kept: the first marks must not stay on it
+    assert '<mn class="given">17</mn>' in first and 'class="given"' not in again
+    assert again == display(text + "")[0]
+
+
+def test_formulas_are_looked_for_through_the_stored_linear_text_with_the_same_html(
+        served_dir):
+    from retriever.formulas import formulas
+    from retriever.givens import numbers
+
+    with Store(served_dir / STORE_FILE, readonly=True) as store:
+        stored = store.get(store.rowids())
+    restated = 0
+    for rec, other in zip(stored, stored[1:] + stored[:1], strict=True):
+        for question in (rec.record.question, other.record.question):
+            asked = formulas(question)
+            marked = frozenset(numbers(question) & numbers(rec.answer_text))
+            want = display(rec.record.answer, marked, asked)
+            assert display(rec.record.answer, marked, asked, linear=rec.answer_text) == want
+            restated += bool(want[1])
+    assert restated >= 5  # the sample's answers restate their questions' formulas
+
+
 # --- /duplicates -------------------------------------------------------------------------------
 
 
