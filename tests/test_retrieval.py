@@ -112,7 +112,7 @@ def test_rankings_kept_while_keeping_are_not_searched_again(sample_index):
     for (s, r), (s0, r0) in zip(again, fresh, strict=True):
         np.testing.assert_array_equal(r, r0)
         np.testing.assert_allclose(s, s0, atol=1e-5)
-    for (s, r), part in zip(part_of_batch, parts, strict=True):
+    for (_, r), part in zip(part_of_batch, parts, strict=True):
         assert r.shape == (3, 20)
         np.testing.assert_array_equal(r, part.search_texts(lin[2:4] + lin[:1], 20)[1])
     assert len(searched) == 7  # nothing kept once the block is left
