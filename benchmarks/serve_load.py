@@ -179,12 +179,39 @@ def run_phase(clients: list[Client], seconds: float) -> tuple[dict, list]:
 
 
 def _cpu_seconds(pid: int) -> float | None:
-    """CPU seconds (user + system) a process has used so far (Linux /proc), or None."""
+    """CPU seconds (user + system) a process and the processes it started (the server's
+    response writer) have used so far, those living (Linux /proc), or None."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = int(fields[11]) + int(fields[12])
+    for child in _children(pid):
+        try:
+            f = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(f[11]) + int(f[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    """The processes below *pid* (children, theirs, ...), from /proc."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tasks = list(Path(f"/proc/{p}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                kids = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            out += kids
+            todo += kids
+    return out
 
 
 def _own_cpu_seconds() -> float:

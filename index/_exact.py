@@ -184,7 +184,14 @@ def _topk_numpy(
                 if c == chunk and buf is None:
                     buf = np.empty((q.shape[0], chunk), dtype=np.float32)
                 s = buf if c == chunk else np.empty((q.shape[0], c), dtype=np.float32)
-                np.matmul(q, x.T, out=s)
+                if q.shape[0] <= SMALL_BATCH:
+                    # A few queries (one BLAS thread): OpenBLAS computes chunk @ queries.T
+                    # about twice as fast as queries @ chunk.T (4 queries over 15k 384-d
+                    # vectors: 2.0 ms against 4.2); for larger batches the other way round
+                    # is faster (64 queries: 6.8 ms against 15).
+                    np.copyto(s, np.matmul(x, q.T).T)
+                else:
+                    np.matmul(q, x.T, out=s)
                 if alive is not None:
                     dead = ~alive[start + r0 : start + r0 + c]
                     if dead.any():

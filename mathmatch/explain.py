@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 
 from mathcore.scores import zscores
-from mathcore.tokens import analyze
 from mathmatch.pipeline import Pipeline
 from retriever.givens import coverage, numbers
 from retriever.retrievers import DenseRetriever, HybridRetriever, LexicalRetriever
@@ -48,7 +47,7 @@ def _contributions(ranking: tuple, cands: np.ndarray, fusion: str, weight: float
     s, d = scores[ids >= 0], ids[ids >= 0]
     if fusion == "rrf":
         order = np.argsort(-s, kind="stable")
-        value = {int(x): weight / (c + r) for r, x in enumerate(d[order], 1)}
+        value = {x: weight / (c + r) for r, x in enumerate(d[order].tolist(), 1)}
         floor = 0.0
     else:
         if fusion == "zscore":
@@ -56,9 +55,9 @@ def _contributions(ranking: tuple, cands: np.ndarray, fusion: str, weight: float
         else:
             lo, hi = (s.min(), s.max()) if s.size else (0.0, 0.0)
             norm = (s - lo) / (hi - lo) if hi > lo else np.ones_like(s)
-        value = {int(x): weight * n for x, n in zip(d, norm, strict=True)}
+        value = dict(zip(d.tolist(), (weight * norm).tolist(), strict=True))
         floor = weight * float(norm.min()) if norm.size else 0.0
-    return np.array([value.get(int(x), floor) for x in cands], dtype=np.float64)
+    return np.array([value.get(x, floor) for x in np.asarray(cands).tolist()], dtype=np.float64)
 
 
 def _cosine(dense: DenseRetriever, qv: np.ndarray, row: int) -> float | None:
@@ -117,13 +116,13 @@ def explain(pipeline: Pipeline, question: str, rows: list[int], answers: list[st
             continue
         found = part.search_texts([linear], depth)  # kept from the search, when it keeps
         rankings.append(found)
-        listed = [(int(r), float(s)) for s, r in zip(found[0][0], found[1][0], strict=True)
-                  if r >= 0]
+        listed = [(r, s) for s, r in zip(found[0][0].tolist(), found[1][0].tolist(),
+                                          strict=True) if r >= 0]
         ranks = {r: i for i, (r, _) in enumerate(listed, 1)}
         scores = dict(listed)
         missing = [r for r in rows if r not in scores] if name == "bm25" else []
         if missing:  # past the ranking's depth: their own scores
-            found_scores = lexical.index.scores_of(analyze(linear), missing)
+            found_scores = lexical.index.scores_of(lexical.tokens(linear), missing)
             scores.update(zip(missing, map(float, found_scores), strict=True))
         for slot, row in zip(out, rows, strict=True):
             if name == "dense" and row not in scores and qv is None:

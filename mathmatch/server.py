@@ -38,6 +38,7 @@ from mathcore.device import DEVICES, backend_option
 from mathcore.options import option
 from mathmatch.display import QueryError, display, latex_to_mathml, prepare
 from mathmatch.pipeline import MatchConfig
+from mathmatch.respond import WRITERS
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +68,14 @@ class ServeConfig:
     k_max: int = option(100, "most hits a request may ask for", metavar="N")
     device: str = option("cpu", "where the encoder and the cross-scorer run", choices=DEVICES)
     backend: str = backend_option()
+    writer: str = option("auto", "where the HTML of /search responses is written while the "
+                         "next requests are searched: 'process' (a process of its own), "
+                         "'thread', or 'auto' (a process when the machine has more than one "
+                         "core)", choices=WRITERS)
 
     def __post_init__(self) -> None:
+        if self.writer not in WRITERS:
+            raise ValueError(f"writer must be one of {WRITERS}, got {self.writer!r}")
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
         if not 0 <= self.port <= 65535:
@@ -342,7 +349,7 @@ def create_app(index_dir: Path, cfg: ServeConfig) -> Any:
         import latex2mathml  # noqa: F401
         from fastapi import FastAPI, HTTPException, Query
         from fastapi.exceptions import RequestValidationError
-        from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+        from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
         from fastapi.staticfiles import StaticFiles
     except ImportError as exc:
         raise ImportError(f"mathmatch serve needs {exc.name}: {INSTALL}") from exc
@@ -384,7 +391,9 @@ def create_app(index_dir: Path, cfg: ServeConfig) -> Any:
               summary="Rank the stored answers for a question")
     async def search(body: s.SearchRequest) -> Any:
         too_many(body.k)
-        return await service.search_queued(body.question, body.k, body.mode)
+        # The body comes written (mathmatch.respond: JSON of the SearchResponse model).
+        return Response(await service.search_queued(body.question, body.k, body.mode),
+                        media_type="application/json")
 
     @app.post("/duplicates", response_model=s.DuplicatesResponse, responses=errors,
               summary="Stored questions that may duplicate a question, with the evidence")

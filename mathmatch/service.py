@@ -22,8 +22,8 @@ requests wait in a queue (:meth:`Service.search_queued`) that the worker empties
 requests of one mode and ``k`` are searched as one batch (the encoder encodes their questions
 together, in few forward passes), then each gets its own hits and score parts; a lone request
 is searched exactly as before. The responses of a batch (the safe HTML of every hit, a third
-of the work) are written on a second thread, :attr:`Service.shower`, while the worker searches
-the next batch.
+of the work) are written by :attr:`Service.writer` (:mod:`mathmatch.respond`: a process of
+its own on a machine with cores to spare) while the worker searches the next batch.
 
 Example:
     >>> service = Service(Path("idx"), ServeConfig())  # doctest: +SKIP
@@ -39,7 +39,7 @@ import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from functools import cached_property, partial
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
@@ -56,8 +56,10 @@ from mathcore.store import StoreError
 from mathmatch.display import QueryError, display, prepare
 from mathmatch.explain import QUERY_ID, dense_of, explain
 from mathmatch.pipeline import MatchConfig, Pipeline
+from mathmatch.respond import Job, ResponseWriter, job_of, response, shown_record
 from retriever.givens import numbers
 from retriever.retrievers import MODES
+from retriever.searcher import search_text
 
 if TYPE_CHECKING:
     from mathmatch.server import ServeConfig
@@ -163,9 +165,16 @@ class _KeptVectors:
         return getattr(self.encoder, name)
 
 
+def _encoder_key(encoder: Any) -> tuple:
+    """What makes two query encoders give the same vectors."""
+    return encoder.spec.checksum, encoder.device, getattr(encoder, "backend", "torch")
+
+
 @contextmanager
-def _kept(pipeline: Pipeline) -> Iterator[None]:
-    """While in the block, *pipeline*'s query encoder keeps the vectors it made and its
+def _kept(pipeline: Pipeline, vectors: dict[tuple, np.ndarray] | None = None
+          ) -> Iterator[None]:
+    """While in the block, *pipeline*'s query encoder keeps the vectors it made (starting
+    with those of *vectors*, by ``(encoder key, text)``, that it would make) and its
     retrievers the rankings they made, so that explaining a batch's hits searches nothing
     again (worker thread only: the pipeline is the worker's)."""
     retriever = pipeline.searcher.retriever
@@ -178,6 +187,9 @@ def _kept(pipeline: Pipeline) -> Iterator[None]:
             stack.enter_context(part.keeping())
         if dense is not None:
             dense.encoder = _KeptVectors(encoder)
+            key = _encoder_key(encoder)
+            dense.encoder.kept.update((t, v) for (k, t), v in (vectors or {}).items()
+                                      if k == key)
         try:
             yield
         finally:
@@ -216,6 +228,8 @@ class State:
         self.current_linear = manifest.get("store", {}).get("linear_version", 1) == \
             LINEAR_VERSION
         self.pipelines: dict[str, ServePipeline] = {}
+        # The query encoder of each mode opened (read by the encoder thread: encoding ahead).
+        self.encoders: dict[str, Any] = {}
         self.default_mode = MatchConfig().mode if {"dense", "lexical"} <= manifest.keys() \
             else "bm25" if "lexical" in manifest else "dense"
         self.questions, self.questions_state = None, "missing"
@@ -267,6 +281,8 @@ class State:
                 raise QueryError(f"this index cannot be searched in {mode} mode: {exc}") \
                     from None
             self.pipelines[mode] = p
+            dense = dense_of(p.searcher.retriever)
+            self.encoders[mode] = dense.encoder if dense is not None else None
         return self.pipelines[mode]
 
     @property
@@ -296,14 +312,10 @@ class State:
         return {"updated": self.manifest.get("updated"), "checksum": store.get("checksum"),
                 "records": store.get("records")}
 
-    def display(self, rec: Any, answer_html: str | None = None) -> dict:
+    def display(self, rec: Any) -> dict:
         """Safe HTML of a stored record's question, answer and final answer."""
-        def show(text: str) -> str:
-            return display(text, limits=self.limits)[0]
-
-        return {"question": show(rec.question),
-                "answer": show(rec.answer) if answer_html is None else answer_html,
-                "final": show(rec.final) if rec.final else None}
+        return shown_record(rec.question, display(rec.answer, limits=self.limits)[0],
+                            rec.final, self.limits)
 
     def close(self) -> None:
         for p in self.pipelines.values():
@@ -321,9 +333,13 @@ class Service:
         self.manifest_path = self.index_dir / MANIFEST
         read_manifest(self.index_dir)  # refuses a folder that is not an index, naming it
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mathmatch-serve")
+        # Prepares and encodes the /search requests waiting while the worker searches those
+        # before them.
+        self.ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mathmatch-encode")
+        self._encoded: list[tuple[list, list, dict]] = []
         # Writes the responses of searched batches (HTML of every hit: a third of the work)
         # while the worker searches the next batch.
-        self.shower = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mathmatch-show")
+        self.writer = ResponseWriter(cfg.writer)
         self.state: State | None = None
         self._failed: Any = None
         self._models: dict[tuple, Any] = {}
@@ -335,9 +351,10 @@ class Service:
         """``fn(*args)`` on the worker thread, awaited."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
-    async def search_queued(self, question: str, k: int, mode: str | None) -> dict:
-        """:meth:`search`, awaited: searched on the worker thread together with the other
-        ``/search`` requests waiting when it gets there (:meth:`search_many`).
+    async def search_queued(self, question: str, k: int, mode: str | None) -> bytes:
+        """:meth:`search`, awaited, its response as JSON (:func:`~mathmatch.respond
+        .response_json`): searched on the worker thread together with the other ``/search``
+        requests waiting when it gets there (:meth:`search_many`).
 
         Raises:
             QueryError, Unavailable: as :meth:`search`.
@@ -345,28 +362,85 @@ class Service:
         done: Future = Future()
         with self._waiting_lock:
             self._waiting.append(((question, k, mode), done))
-        # One turn of the worker per request: a turn finds every request waiting (up to
-        # MAX_BATCH), and the turns of requests already answered find none.
-        self.executor.submit(self._search_waiting)
+        # One turn of the encoder thread per request, then of the worker per batch: a turn
+        # finds every request waiting (up to MAX_BATCH), the turns of requests already taken
+        # find none.
+        self.ahead.submit(self._encode_waiting)
         return await asyncio.wrap_future(done)
 
-    def _search_waiting(self) -> None:
-        """Search the requests waiting (on the worker thread) and answer each."""
+    def _encode_waiting(self) -> None:
+        """Prepare the questions waiting and encode them (on the encoder thread), then leave
+        them for the worker, which searches them with the vectors made here."""
         with self._waiting_lock:
             taken, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
         # A request whose client went away (its future cancelled) is not searched.
         taken = [(asked, done) for asked, done in taken if done.set_running_or_notify_cancel()]
         if not taken:
             return
+        prepared: list[str | Exception] = []
+        for (question, _, _), _ in taken:
+            try:
+                prepared.append(prepare(question))
+            except Exception as exc:
+                prepared.append(exc)
+        try:
+            vectors = self._encode_ahead([asked for asked, _ in taken], prepared)
+        except Exception:  # the worker encodes them, and says what fails
+            logger.debug("encoding ahead failed", exc_info=True)
+            vectors = {}
+        with self._waiting_lock:
+            self._encoded.append((taken, prepared, vectors))
+        self.executor.submit(self._search_waiting)
+
+    def _encode_ahead(self, asked: Sequence[tuple[str, int, str | None]],
+                      prepared: Sequence[str | Exception]) -> dict[tuple, np.ndarray]:
+        """The query vectors of the questions, by ``(encoder key, search text)``, made with
+        the query encoders of the state served now (a request of a mode not opened yet, or
+        of a state opened after, is encoded by the worker)."""
+        state = self.state
+        if state is None:
+            return {}
+        wanted: dict[tuple, tuple[Any, list[str]]] = {}
+        for (_, _, mode), text in zip(asked, prepared, strict=True):
+            encoder = state.encoders.get(mode or state.default_mode)
+            if encoder is not None and not isinstance(text, Exception):
+                key = _encoder_key(encoder)
+                wanted.setdefault(key, (encoder, []))[1].append(search_text(QUERY_ID, text))
+        out = {}
+        for key, (encoder, texts) in wanted.items():
+            texts = list(dict.fromkeys(texts))
+            out.update(zip([(key, t) for t in texts], encoder.encode(texts), strict=True))
+        return out
+
+    def _search_waiting(self) -> None:
+        """Search the requests encoded (on the worker thread) and answer each."""
+        with self._waiting_lock:
+            batches, self._encoded = self._encoded, []
+        taken, prepared, vectors = [], [], {}
+        for t, p, v in batches:  # every batch encoded while the worker was busy: one search
+            taken += t
+            prepared += p
+            vectors.update(v)
+        if not taken:
+            return
         logger.debug("searching %d waiting requests", len(taken))
         try:
-            results = self.search_many([asked for asked, _ in taken], show=False)
+            results = self.search_many([asked for asked, _ in taken], show=False,
+                                       prepared=prepared, vectors=vectors)
         except BaseException as exc:
             for _, done in taken:
                 done.set_exception(exc)
             raise
-        # Their responses are written on the other thread while this one searches the next.
-        self.shower.submit(_answer, [done for _, done in taken], results)
+        jobs, waiting = [], []
+        for (_, done), result in zip(taken, results, strict=True):
+            if isinstance(result, BaseException):
+                done.set_exception(result)
+            else:
+                jobs.append(result)
+                waiting.append(done)
+        # Their responses are written by the writer while this thread searches the next batch.
+        if jobs:
+            self.writer.write(jobs, waiting)
 
     def adopt(self, encoder: Any) -> None:
         """Give *encoder* the weights of an equal one loaded before (or load them now), so a
@@ -433,6 +507,7 @@ class Service:
             self.state.close()
             self.state = None
         close_default_pool()
+        self.writer.close()
 
     # -- what the endpoints ask, on the worker thread -----------------------------------------
     def search(self, question: str, k: int, mode: str | None) -> dict:
@@ -448,14 +523,20 @@ class Service:
             raise result
         return result
 
-    def search_many(self, asked: Sequence[tuple[str, int, str | None]], show: bool = True
-                    ) -> list[dict | Exception | Callable[[], dict]]:
+    def search_many(self, asked: Sequence[tuple[str, int, str | None]], show: bool = True,
+                    prepared: Sequence[str | Exception] | None = None,
+                    vectors: dict[tuple, np.ndarray] | None = None
+                    ) -> list[dict | Exception | Job]:
         """:meth:`search` for several ``(question, k, mode)`` requests, from one committed
         state: those of one mode and *k* are searched as one batch.
 
         Args:
-            show: write the responses; False returns, for each request searched, a function
-                that writes its response (needing neither the worker thread nor the store).
+            show: write the responses; False gives, for each request searched, the
+                :class:`~mathmatch.respond.Job` of its response (written anywhere: it needs
+                neither the worker thread nor the store).
+            prepared: the questions already prepared (:func:`~mathmatch.display.prepare`:
+                the text, or the exception refusing it).
+            vectors: query vectors already made, by ``(encoder key, search text)``.
 
         Returns:
             For each request, in order, its response or the exception that refuses it (a
@@ -466,7 +547,10 @@ class Service:
         texts = {}
         for i, (question, _, _) in enumerate(asked):
             try:
-                texts[i] = prepare(question)
+                text = prepare(question) if prepared is None else prepared[i]
+                if isinstance(text, Exception):
+                    raise text
+                texts[i] = text
             except Exception as exc:
                 results[i] = exc
         if not texts:
@@ -482,7 +566,7 @@ class Service:
         for (mode, k), members in groups.items():
             try:
                 found = self._search_batch(state, mode, k, [asked[i][0] for i in members],
-                                           [texts[i] for i in members])
+                                           [texts[i] for i in members], vectors)
             except Exception as exc:
                 if len(members) == 1:
                     found = [exc]
@@ -493,25 +577,26 @@ class Service:
                     for i in members:
                         try:
                             found += self._search_batch(state, mode, k, [asked[i][0]],
-                                                        [texts[i]])
+                                                        [texts[i]], vectors)
                         except Exception as one:
                             found.append(one)
             for i, result in zip(members, found, strict=True):
                 results[i] = result
         if show:
-            return [r if isinstance(r, BaseException) else r() for r in results]
+            return [r if isinstance(r, BaseException) else response(r) for r in results]
         return results
 
     def _search_batch(self, state: State, mode: str, k: int, questions: list[str],
-                      texts: list[str]) -> list[Callable[[], dict]]:
-        """*questions* (*texts*: as prepared) searched as one batch: for each, the function
-        that writes its response."""
+                      texts: list[str], vectors: dict[tuple, np.ndarray] | None = None
+                      ) -> list[Job]:
+        """*questions* (*texts*: as prepared) searched as one batch: the job of each one's
+        response."""
         pipeline = state.pipeline(mode)
         qids = [f"{QUERY_ID}{i}" for i in range(len(texts))]
         store = pipeline.store
         searched = max(k, pipeline.rerank_depth) if pipeline.reranker is not None else k
         answered = []
-        with _kept(pipeline):
+        with _kept(pipeline, vectors):
             run = pipeline.run(list(zip(qids, texts, strict=True)), k)
             for qid, text in zip(qids, texts, strict=True):
                 hits = [(doc, score, store.by_id(doc)) for doc, score in run.get(qid, {}).items()]
@@ -527,8 +612,9 @@ class Service:
             for hits, whys in answered:
                 for why, _ in zip(whys, hits[:pipeline.rerank_depth], strict=False):
                     why["rerank"] = float(next(cross))
-        return [partial(_response, state, pipeline.config.mode, k, question, text,
-                        numbers(linear_query(qid, text)), hits, whys)
+        info = state.info()
+        return [job_of(question, text, pipeline.config.mode, k, numbers(linear_query(qid, text)),
+                       hits, whys, state.limits, state.current_linear, info)
                 for qid, question, text, (hits, whys) in zip(qids, questions, texts, answered,
                                                             strict=True)]
 
@@ -611,45 +697,6 @@ class Service:
                 "serving": state.info() if state is not None else None,
                 "writer": held_by_other(self.index_dir),
                 "questions": state.questions_state if state is not None else None}
-
-
-def _response(state: State, mode: str, k: int, question: str, text: str,
-              asked_numbers: set[str], hits: list[tuple], whys: list[dict]) -> dict:
-    """The ``/search`` response to *question* (*text*: as prepared): its *hits* (``(id,
-    score, stored record)``) with their score parts, the numbers and formulas of the question
-    each answer has, and their safe HTML."""
-    from retriever.formulas import MAX_QUESTION_FORMULAS, formulas
-
-    asked = formulas(text, MAX_QUESTION_FORMULAS)
-    shown = []
-    for rank, ((doc, score, rec), why) in enumerate(zip(hits, whys, strict=True), 1):
-        marked = frozenset(asked_numbers & numbers(rec.answer_text))
-        answer_html, found = display(rec.record.answer, marked, asked, state.limits,
-                                     rec.answer_text if state.current_linear else None)
-        shown.append({
-            "rank": rank, "id": doc, "score": float(score), "source": rec.record.source,
-            "question": rec.record.question, "answer": rec.record.answer,
-            "final": rec.record.final, "why": why,
-            "highlight": {"numbers": sorted(marked, key=lambda n: (float(n), n)),
-                          "formulas": found},
-            "display": state.display(rec.record, answer_html)})
-    return {"question": question, "query": text, "mode": mode, "k": k, "state": state.info(),
-            "hits": shown}
-
-
-def _answer(waiting: list[Future], results: list) -> None:
-    """Give each waiting request its response (written here) or its exception."""
-    for done, result in zip(waiting, results, strict=True):
-        if not isinstance(result, BaseException):
-            try:
-                result = result()
-            except Exception as exc:  # a bug in writing one response fails that one
-                logger.exception("writing a /search response failed")
-                result = exc
-        if isinstance(result, BaseException):
-            done.set_exception(result)
-        else:
-            done.set_result(result)
 
 
 def _givens_text(value: Any) -> str:

@@ -46,6 +46,11 @@ class _Keeping:
         if new:
             scores, ids = self._search(new, k)
             kept.update(zip([(t, k) for t in new], zip(scores, ids, strict=True), strict=True))
+            if len(new) == len(texts):  # all new, none twice: as searched
+                return scores, ids
+        if len(texts) == 1:  # a view of the row kept
+            scores, ids = kept[texts[0], k]
+            return scores[None], ids[None]
         if not texts:
             return self._search(texts, k)
         return (np.stack([kept[t, k][0] for t in texts]),
@@ -113,7 +118,16 @@ class LexicalRetriever(_Keeping):
         self.index = index
 
     def _search(self, texts: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.index.search([analyze(t) for t in texts], k)
+        return self.index.search([self.tokens(t) for t in texts], k)
+
+    def tokens(self, text: str) -> list[str]:
+        """The BM25 tokens of a query text (kept, inside :meth:`keeping`)."""
+        kept = self._kept
+        if kept is None:
+            return analyze(text)
+        if (text, None) not in kept:
+            kept[text, None] = analyze(text)
+        return kept[text, None]
 
 
 FUSIONS = ("zscore", "minmax", "rrf")

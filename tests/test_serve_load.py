@@ -106,9 +106,9 @@ def test_requests_waiting_together_are_searched_as_one_batch_with_the_same_answe
     async def together() -> list[httpx.Response]:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url=LOCAL) as client:
-            # the worker busy: every request waits, then one turn takes them all
+            # the encoder thread busy: every request waits, then one turn takes them all
             busy = threading.Event()
-            service.executor.submit(busy.wait)
+            service.ahead.submit(busy.wait)
             sent = [asyncio.create_task(post(client, b)) for b in bodies]
             while len(service._waiting) < len(bodies):
                 await asyncio.sleep(0.01)
@@ -164,18 +164,23 @@ def test_a_batch_with_a_cross_scorer_gives_each_hit_its_own_score(sample_index, 
 
 def test_cpu_per_request_counts_the_server_process_and_the_clients_apart():
     import os
+    import signal
 
     from benchmarks.serve_load import _cpu_per_request, _cpu_seconds, _own_cpu_seconds
 
-    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    # A server that sleeps while a process it started (as the response writer) is busy.
+    busy = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
+                             "subprocess.Popen([sys.executable, '-c', 'while True: pass']); "
+                             "time.sleep(60)"], start_new_session=True)
     try:
+        time.sleep(0.3)
         before = (_cpu_seconds(busy.pid), _own_cpu_seconds())
         time.sleep(0.6)
         cpu = _cpu_per_request(before, busy.pid, {"requests": 2})
     finally:
-        busy.kill()
+        os.killpg(busy.pid, signal.SIGKILL)
         busy.wait()
-    assert cpu["server"] > 100  # the busy process: at least 0.2 s over 2 requests
+    assert cpu["server"] > 100  # its busy child: at least 0.2 s over 2 requests
     assert cpu["clients"] < cpu["server"]  # this process slept
     assert _cpu_seconds(busy.pid) is None  # gone: no figure
     assert _cpu_seconds(os.getpid()) > 0

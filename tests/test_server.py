@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from index.layout import STORE_FILE
 from index.lock import WriteLock
 from index.manifest import read_manifest, write_manifest
+from mathcore.mathml import DEFAULT_LIMITS
 from mathcore.records import Record, derive
 from mathcore.store import Store
 from mathmatch.display import display, prepare
@@ -94,6 +95,18 @@ def test_search_gives_records_as_stored_with_score_parts_that_add_up(client, ser
     assert top["why"]["givens"]["numbers"] == ["8", "40", "63"]
     assert top["highlight"]["numbers"] == ["8", "40", "63"]
     assert 'class="given"' in top["display"]["answer"]
+
+
+def test_the_written_body_is_the_search_response_of_the_schema(client):
+    from mathmatch.server import _schemas
+
+    got = client.post("/search", json={"question": CUPCAKES, "k": 4})
+    assert got.status_code == 200 and got.headers["content-type"] == "application/json"
+    schema = _schemas().SearchResponse
+    assert schema.model_validate(got.json()).model_dump(mode="json") == got.json()
+    service = client.app.state.service
+    alone = service.executor.submit(service.search, CUPCAKES, 4, None).result()
+    assert json.loads(json.dumps(alone)) == got.json()  # the sync path's response, the same
 
 
 def test_the_parts_are_the_dense_and_bm25_scores_of_each_record(client):
@@ -210,6 +223,27 @@ def test_a_text_shown_again_is_marked_for_its_own_question_only():
     again, _ = display(text)  # read once, kept: the first marks must not stay on it
     assert '<mn class="given">17</mn>' in first and 'class="given"' not in again
     assert again == display(text + "")[0]
+
+
+def test_a_formula_read_once_is_marked_as_its_tree_would_be(data_dir):
+    from mathcore.mathml import MathMLError, parse_math
+    from mathmatch.display import _Formula, _shown
+
+    marked_any = 0
+    for path in sorted((data_dir / "fidelity").glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            mathml = json.loads(line)["mathml"]
+            try:
+                formula = _Formula(mathml, DEFAULT_LIMITS)
+            except MathMLError:
+                continue
+            numbers = sorted(formula.numbers)
+            for marked in (frozenset(numbers), frozenset(numbers[:1]), frozenset()):
+                for restated in (False, True):
+                    want = _shown(parse_math(mathml), marked, restated)
+                    assert formula.shown(marked, restated) == want, (path.name, mathml)
+                    marked_any += 'class="given"' in want
+    assert marked_any > 50
 
 
 def test_formulas_are_looked_for_through_the_stored_linear_text_with_the_same_html(
