@@ -5,7 +5,8 @@ Usage::
 
     python -m benchmarks.serve_load --index DIR [--clients 8] [--seconds 30] [--data DIR]
                                     [--queries FILE] [--add CORPUS | --add-records 500]
-                                    [--port 0] [--work DIR] [--out FILE.json]
+                                    [--port 0] [--writer auto|process|thread] [--work DIR]
+                                    [--out FILE.json]
 
 DIR is copied into a scratch folder (the add phase writes the copy, never DIR), and the copy is
 served by ``python -m mathmatch.cli serve COPY --port P``, the command users run. Once
@@ -233,11 +234,12 @@ def _cpu_per_request(before: tuple, pid: int, phase: dict) -> dict | None:
 class Server:
     """``mathmatch serve DIR --port P`` as a subprocess, its log in a file."""
 
-    def __init__(self, index: Path, port: int, log: Path) -> None:
+    def __init__(self, index: Path, port: int, log: Path, writer: str = "auto") -> None:
         self.port, self.log = port, log
         self._err = open(log, "w", encoding="utf-8")
-        self.proc = subprocess.Popen(_cli("serve", index, "--port", port), env=ENV, cwd=ROOT,
-                                     stdout=subprocess.DEVNULL, stderr=self._err)
+        self.proc = subprocess.Popen(_cli("serve", index, "--port", port, "--writer", writer),
+                                     env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                     stderr=self._err)
         self.probe = Client(port, [], 0, 1)
 
     def health(self) -> dict:
@@ -341,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--add-records", type=int, default=500,
                    help="records of the default add corpus (default: 500)")
     p.add_argument("--port", type=int, default=0, help="port to serve on (default: a free one)")
+    p.add_argument("--writer", choices=("auto", "process", "thread"), default="auto",
+                   help="the server's --writer: where it writes the responses (default: auto)")
     p.add_argument("--work", type=Path, default=None,
                    help="scratch folder, kept (default: a temporary one, removed)")
     p.add_argument("--out", type=Path, default=ROOT / "build" / "bench" / "serve_load.json")
@@ -362,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     corpus = args.add or add_corpus(args.data / "corpus" / "gsm8k.jsonl", args.add_records,
                                     work / "add.jsonl")
     port = args.port or free_port()
-    server = Server(index, port, work / "server.log")
+    server = Server(index, port, work / "server.log", args.writer)
     clients = [Client(port, queries, i, args.clients) for i in range(args.clients)]
     try:
         started = time.perf_counter()
@@ -391,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "benchmark": "serve_load", "index": str(args.index), "records": health["records"],
         "encoder": health["encoder"], "mode": mode, "k": K, "clients": args.clients,
+        "writer": args.writer,
         "seconds_per_phase": args.seconds, "queries": str(args.queries),
         "server_startup_s": round(startup_s, 1), "idle": idle, "add": add,
         "server_tracebacks": tracebacks, "target_p95_ms": TARGET_P95_MS,

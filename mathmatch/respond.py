@@ -6,9 +6,10 @@ third of the server's work for a request, and it needs neither the index nor the
 :class:`Job` holds what a response says, and the writer gives back its JSON body (serialising
 it too is then off the server's event loop). :class:`ResponseWriter` writes the jobs of a batch
 while the server's worker searches the next one: in a process of its own where the machine
-has a core to spare (threads would share one interpreter lock with the search: on 2 cores a
-second thread took the server from 72.7 to 74.4 requests/s, a process to PROCESS_RATE), else
-on a thread. A writer process that dies is replaced, and the batch it held is written on the
+has a core to spare, else on a thread. A thread shares the interpreter lock with the search:
+on 2 cores, with 8 clients (``benchmarks.serve_load --writer``, runs back to back), a thread
+gave 81.9 and 88.5 requests/s (p95 166 and 151 ms), a process 100.4 and 111.5 (p95 122 and
+105 ms). A writer process that dies is replaced, and the batch it held is written on the
 thread instead.
 
 Example:

@@ -16,14 +16,17 @@ to run it; when records were added since they were built, it answers from the qu
 cover and says so. The symbolic tie-break likewise uses them only when they exist.
 
 Every method that touches the pipeline runs on :attr:`Service.executor`'s one thread: SQLite
-connections belong to the thread that opened them, and requests never share a model at once.
-So that concurrent clients do not each wait for every search before theirs, ``/search``
-requests wait in a queue (:meth:`Service.search_queued`) that the worker empties at once: the
-requests of one mode and ``k`` are searched as one batch (the encoder encodes their questions
-together, in few forward passes), then each gets its own hits and score parts; a lone request
-is searched exactly as before. The responses of a batch (the safe HTML of every hit, a third
-of the work) are written by :attr:`Service.writer` (:mod:`mathmatch.respond`: a process of
-its own on a machine with cores to spare) while the worker searches the next batch.
+connections belong to the thread that opened them. So that concurrent clients do not each
+wait for every search before theirs, ``/search`` requests go through three stages, each busy
+with other requests than the one before it (:meth:`Service.search_queued`):
+
+1. the encoder thread (:attr:`Service.ahead`) takes every request waiting, prepares its
+   question and encodes it with the query encoder of the state served;
+2. the worker searches every batch encoded meanwhile as one (the requests of one mode and
+   ``k`` together), then gives each request its hits and score parts; a lone request is
+   searched exactly as before;
+3. the writer (:attr:`Service.writer`, :mod:`mathmatch.respond`: a process of its own on a
+   machine with cores to spare) writes each response, the safe HTML of every hit, as JSON.
 
 Example:
     >>> service = Service(Path("idx"), ServeConfig())  # doctest: +SKIP
