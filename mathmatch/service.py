@@ -17,16 +17,12 @@ cover and says so. The symbolic tie-break likewise uses them only when they exis
 
 Every method that touches the pipeline runs on :attr:`Service.executor`'s one thread: SQLite
 connections belong to the thread that opened them. So that concurrent clients do not each
-wait for every search before theirs, ``/search`` requests go through three stages, each busy
-with other requests than the one before it (:meth:`Service.search_queued`):
-
-1. the encoder thread (:attr:`Service.ahead`) takes every request waiting, prepares its
-   question and encodes it with the query encoder of the state served;
-2. the worker searches every batch encoded meanwhile as one (the requests of one mode and
-   ``k`` together), then gives each request its hits and score parts; a lone request is
-   searched exactly as before;
-3. the writer (:attr:`Service.writer`, :mod:`mathmatch.respond`: a process of its own on a
-   machine with cores to spare) writes each response, the safe HTML of every hit, as JSON.
+wait for every search before theirs, ``/search`` requests (:meth:`Service.search_queued`)
+are encoded ahead on another thread, searched in batches on the worker (the requests of one
+mode and ``k`` together; a lone request is searched exactly as before) and their responses
+written by :attr:`Service.writer` (:mod:`mathmatch.respond`: a process of its own on a
+machine with cores to spare), each stage busy with other requests than the one before it
+(:mod:`mathmatch.batching`).
 
 Example:
     >>> service = Service(Path("idx"), ServeConfig())  # doctest: +SKIP
@@ -39,12 +35,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -56,23 +50,18 @@ from mathcore.linear import LINEAR_VERSION
 from mathcore.mathml import DEFAULT_LIMITS, Limits
 from mathcore.runs import linear_query
 from mathcore.store import StoreError
+from mathmatch.batching import SearchQueue, reusing
 from mathmatch.display import QueryError, display, prepare
 from mathmatch.explain import QUERY_ID, dense_of, explain
 from mathmatch.pipeline import MatchConfig, Pipeline
 from mathmatch.respond import Job, ResponseWriter, job_of, response, shown_record
 from retriever.givens import numbers
 from retriever.retrievers import MODES
-from retriever.searcher import search_text
 
 if TYPE_CHECKING:
     from mathmatch.server import ServeConfig
 
 logger = logging.getLogger(__name__)
-
-# Most /search requests searched as one batch: more wait for the next one (a flood of requests
-# is not one huge forward pass).
-MAX_BATCH = 32
-
 
 class Unavailable(RuntimeError):
     """What the index cannot answer in its committed state; the message says what to do."""
@@ -120,84 +109,6 @@ class ServePipeline(Pipeline):
             self._tiebreaker = TieBreaker(margin=margin, timeout=c.symbolic_timeout,
                                           finder=finder)
         return self._tiebreaker
-
-
-class _KeptVectors:
-    """An encoder that keeps the vectors it made, so that the score parts of a batch
-    (:func:`~mathmatch.explain.explain`, one query at a time) reuse the vectors the batch was
-    searched with instead of encoding each question again (a record past the dense ranking
-    needs the query's vector for its cosine).
-
-    A forward pass pads every text to the longest of its pass, and the questions of a batch
-    differ in length (on the dev queries, padding a random 8 to the longest costs 1.7 times
-    their tokens): the texts are encoded in runs of similar length, each run padding at most
-    :data:`PADDING` times its tokens.
-    """
-
-    PADDING = 1.25
-
-    def __init__(self, encoder: Any) -> None:
-        self.encoder, self.kept = encoder, {}
-
-    def encode(self, texts: Sequence[str], **kwargs: Any) -> np.ndarray:
-        new = [t for t in dict.fromkeys(texts) if t not in self.kept]
-        for run in self._runs(new):
-            self.kept.update(zip(run, self.encoder.encode(run, **kwargs), strict=True))
-        if not texts:
-            return self.encoder.encode(texts, **kwargs)
-        return np.stack([self.kept[t] for t in texts])
-
-    def _runs(self, texts: list[str]) -> list[list[str]]:
-        """*texts* in runs of similar token length, shortest first (one run when each text
-        has a pass of its own)."""
-        enc = self.encoder
-        if len(texts) < 2 or getattr(enc, "one_per_pass", False):
-            return [texts] if texts else []
-        ids = enc.tokenizer(texts, truncation=True, max_length=enc.max_seq_length)
-        length = {t: len(i) for t, i in zip(texts, ids["input_ids"], strict=True)}
-        runs, run, tokens = [], [], 0
-        for t in sorted(texts, key=length.get):
-            if run and length[t] * (len(run) + 1) > self.PADDING * (tokens + length[t]):
-                runs.append(run)
-                run, tokens = [], 0
-            run.append(t)
-            tokens += length[t]
-        return [*runs, run]
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.encoder, name)
-
-
-def _encoder_key(encoder: Any) -> tuple:
-    """What makes two query encoders give the same vectors."""
-    return encoder.spec.checksum, encoder.device, getattr(encoder, "backend", "torch")
-
-
-@contextmanager
-def _kept(pipeline: Pipeline, vectors: dict[tuple, np.ndarray] | None = None
-          ) -> Iterator[None]:
-    """While in the block, *pipeline*'s query encoder keeps the vectors it made (starting
-    with those of *vectors*, by ``(encoder key, text)``, that it would make) and its
-    retrievers the rankings they made, so that explaining a batch's hits searches nothing
-    again (worker thread only: the pipeline is the worker's)."""
-    retriever = pipeline.searcher.retriever
-    parts = [p for p in (getattr(retriever, "dense", None), getattr(retriever, "lexical", None))
-             if p is not None] or [retriever]
-    dense = dense_of(retriever)
-    encoder = dense.encoder if dense is not None else None
-    with ExitStack() as stack:
-        for part in parts:
-            stack.enter_context(part.keeping())
-        if dense is not None:
-            dense.encoder = _KeptVectors(encoder)
-            key = _encoder_key(encoder)
-            dense.encoder.kept.update((t, v) for (k, t), v in (vectors or {}).items()
-                                      if k == key)
-        try:
-            yield
-        finally:
-            if dense is not None:
-                dense.encoder = encoder
 
 
 def _committed_rows(index_dir: Path, manifest: dict) -> int | None:
@@ -336,10 +247,8 @@ class Service:
         self.manifest_path = self.index_dir / MANIFEST
         read_manifest(self.index_dir)  # refuses a folder that is not an index, naming it
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mathmatch-serve")
-        # Prepares and encodes the /search requests waiting while the worker searches those
-        # before them.
-        self.ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mathmatch-encode")
-        self._encoded: list[tuple[list, list, dict]] = []
+        # /search requests, encoded ahead and searched in batches (mathmatch.batching).
+        self.queue = SearchQueue(self)
         # Writes the responses of searched batches (HTML of every hit: a third of the work)
         # while the worker searches the next batch.
         self.writer = ResponseWriter(cfg.writer)
@@ -347,8 +256,6 @@ class Service:
         self._failed: Any = None
         self._models: dict[tuple, Any] = {}
         self._cross_scorer = None
-        self._waiting: list[tuple[tuple[str, int, str | None], Future]] = []
-        self._waiting_lock = threading.Lock()
 
     async def call(self, fn: Callable, *args: Any) -> Any:
         """``fn(*args)`` on the worker thread, awaited."""
@@ -356,94 +263,13 @@ class Service:
 
     async def search_queued(self, question: str, k: int, mode: str | None) -> bytes:
         """:meth:`search`, awaited, its response as JSON (:func:`~mathmatch.respond
-        .response_json`): searched on the worker thread together with the other ``/search``
-        requests waiting when it gets there (:meth:`search_many`).
+        .response_json`): encoded ahead, then searched on the worker thread together with
+        the other ``/search`` requests waiting (:class:`~mathmatch.batching.SearchQueue`).
 
         Raises:
             QueryError, Unavailable: as :meth:`search`.
         """
-        done: Future = Future()
-        with self._waiting_lock:
-            self._waiting.append(((question, k, mode), done))
-        # One turn of the encoder thread per request, then of the worker per batch: a turn
-        # finds every request waiting (up to MAX_BATCH), the turns of requests already taken
-        # find none.
-        self.ahead.submit(self._encode_waiting)
-        return await asyncio.wrap_future(done)
-
-    def _encode_waiting(self) -> None:
-        """Prepare the questions waiting and encode them (on the encoder thread), then leave
-        them for the worker, which searches them with the vectors made here."""
-        with self._waiting_lock:
-            taken, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
-        # A request whose client went away (its future cancelled) is not searched.
-        taken = [(asked, done) for asked, done in taken if done.set_running_or_notify_cancel()]
-        if not taken:
-            return
-        prepared: list[str | Exception] = []
-        for (question, _, _), _ in taken:
-            try:
-                prepared.append(prepare(question))
-            except Exception as exc:
-                prepared.append(exc)
-        try:
-            vectors = self._encode_ahead([asked for asked, _ in taken], prepared)
-        except Exception:  # the worker encodes them, and says what fails
-            logger.debug("encoding ahead failed", exc_info=True)
-            vectors = {}
-        with self._waiting_lock:
-            self._encoded.append((taken, prepared, vectors))
-        self.executor.submit(self._search_waiting)
-
-    def _encode_ahead(self, asked: Sequence[tuple[str, int, str | None]],
-                      prepared: Sequence[str | Exception]) -> dict[tuple, np.ndarray]:
-        """The query vectors of the questions, by ``(encoder key, search text)``, made with
-        the query encoders of the state served now (a request of a mode not opened yet, or
-        of a state opened after, is encoded by the worker)."""
-        state = self.state
-        if state is None:
-            return {}
-        wanted: dict[tuple, tuple[Any, list[str]]] = {}
-        for (_, _, mode), text in zip(asked, prepared, strict=True):
-            encoder = state.encoders.get(mode or state.default_mode)
-            if encoder is not None and not isinstance(text, Exception):
-                key = _encoder_key(encoder)
-                wanted.setdefault(key, (encoder, []))[1].append(search_text(QUERY_ID, text))
-        out = {}
-        for key, (encoder, texts) in wanted.items():
-            texts = list(dict.fromkeys(texts))
-            out.update(zip([(key, t) for t in texts], encoder.encode(texts), strict=True))
-        return out
-
-    def _search_waiting(self) -> None:
-        """Search the requests encoded (on the worker thread) and answer each."""
-        with self._waiting_lock:
-            batches, self._encoded = self._encoded, []
-        taken, prepared, vectors = [], [], {}
-        for t, p, v in batches:  # every batch encoded while the worker was busy: one search
-            taken += t
-            prepared += p
-            vectors.update(v)
-        if not taken:
-            return
-        logger.debug("searching %d waiting requests", len(taken))
-        try:
-            results = self.search_many([asked for asked, _ in taken], show=False,
-                                       prepared=prepared, vectors=vectors)
-        except BaseException as exc:
-            for _, done in taken:
-                done.set_exception(exc)
-            raise
-        jobs, waiting = [], []
-        for (_, done), result in zip(taken, results, strict=True):
-            if isinstance(result, BaseException):
-                done.set_exception(result)
-            else:
-                jobs.append(result)
-                waiting.append(done)
-        # Their responses are written by the writer while this thread searches the next batch.
-        if jobs:
-            self.writer.write(jobs, waiting)
+        return await self.queue.search(question, k, mode)
 
     def adopt(self, encoder: Any) -> None:
         """Give *encoder* the weights of an equal one loaded before (or load them now), so a
@@ -599,7 +425,7 @@ class Service:
         store = pipeline.store
         searched = max(k, pipeline.rerank_depth) if pipeline.reranker is not None else k
         answered = []
-        with _kept(pipeline, vectors):
+        with reusing(pipeline, vectors):
             run = pipeline.run(list(zip(qids, texts, strict=True)), k)
             for qid, text in zip(qids, texts, strict=True):
                 hits = [(doc, score, store.by_id(doc)) for doc, score in run.get(qid, {}).items()]

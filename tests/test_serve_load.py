@@ -108,9 +108,9 @@ def test_requests_waiting_together_are_searched_as_one_batch_with_the_same_answe
                                      base_url=LOCAL) as client:
             # the encoder thread busy: every request waits, then one turn takes them all
             busy = threading.Event()
-            service.ahead.submit(busy.wait)
+            service.queue.ahead.submit(busy.wait)
             sent = [asyncio.create_task(post(client, b)) for b in bodies]
-            while len(service._waiting) < len(bodies):
+            while len(service.queue._waiting) < len(bodies):
                 await asyncio.sleep(0.01)
             busy.set()
             return await asyncio.gather(*sent)
@@ -137,6 +137,47 @@ def test_requests_waiting_together_are_searched_as_one_batch_with_the_same_answe
             {k: v for k, v in want.items() if k != "hits"}
         assert got["mode"] == body.get("mode", "hybrid") and len(got["hits"]) == body["k"]
         _same_hits(got["hits"], want["hits"])
+
+
+def test_a_flood_is_searched_in_batches_of_at_most_max_batch(sample_index, sample_dir):
+    from mathmatch.batching import MAX_BATCH
+
+    app = create_app(sample_index, ServeConfig(writer="thread"))
+    service = app.state.service
+    sizes: list[int] = []
+    search_many = service.search_many
+
+    def spy(asked, **kwargs):
+        sizes.append(len(asked))
+        return search_many(asked, **kwargs)
+
+    service.search_many = spy
+    questions = _queries(sample_dir, 20)
+    bodies = [{"question": questions[i % len(questions)] + f" ({i})", "k": 1}
+              for i in range(MAX_BATCH + 8)]
+
+    async def flood() -> list[httpx.Response]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url=LOCAL) as client:
+            encoder, worker = threading.Event(), threading.Event()
+            service.queue.ahead.submit(encoder.wait)
+            service.executor.submit(worker.wait)
+            sent = [asyncio.create_task(client.post("/search", json=b)) for b in bodies]
+            while len(service.queue._waiting) < len(bodies):
+                await asyncio.sleep(0.01)
+            encoder.set()  # encoded in two turns (MAX_BATCH, then the rest) ...
+            while service.queue._waiting or len(service.queue._encoded) < 2:
+                await asyncio.sleep(0.01)
+            worker.set()  # ... both waiting for the worker: still two searches
+            return await asyncio.gather(*sent)
+
+    try:
+        answered = asyncio.run(flood())
+    finally:
+        service.executor.submit(service.close).result()
+    assert [r.status_code for r in answered] == [200] * len(bodies)
+    assert [r.json()["question"] for r in answered] == [b["question"] for b in bodies]
+    assert sizes == [MAX_BATCH, 8]
 
 
 @pytest.mark.slow
