@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mathcore import device
 from reranker import Reranker, RerankerError, load_reranker
 from reranker.model import Budget, load_tokenizer, render_pair
 from reranker.scorer import read_fusion
@@ -506,6 +507,7 @@ def test_match_with_rerank_writes_reranked_hits(sample_index, tiny_llama_path, t
 
 
 @pytest.mark.gpu
+@pytest.mark.skipif(not device.cuda_available(), reason="needs CUDA")
 def test_qlora_trains_on_cuda(sample_index, tiny_llama_path, tmp_path):
     report = tune_reranker(_cfg(sample_index, tiny_llama_path, tmp_path / "rr", qlora="on",
                                 device="cuda", steps=6))

@@ -57,6 +57,19 @@ def test_the_benchmark_measures_both_phases_and_the_add_is_committed(sample_inde
     assert "machine" in result
 
 
+def _searched(service) -> list[list[tuple]]:
+    """The batches *service* searches from now on, each a list of ``(question, k, mode)``."""
+    batches: list[list[tuple]] = []
+    search_many = service.search_many
+
+    def spy(asked, **kwargs):
+        batches.append(list(asked))
+        return search_many(asked, **kwargs)
+
+    service.search_many = spy
+    return batches
+
+
 def _same_hits(batched: list[dict], alone: list[dict]) -> None:
     """The same hits and score parts, allowing for float noise (a batch pads the questions
     it encodes together) and for ties ordered either way."""
@@ -86,14 +99,7 @@ def test_requests_waiting_together_are_searched_as_one_batch_with_the_same_answe
         sample_index, sample_dir):
     app = create_app(sample_index, ServeConfig())
     service = app.state.service
-    batches: list[list[tuple]] = []
-    search_many = service.search_many
-
-    def spy(asked, **kwargs):
-        batches.append(list(asked))
-        return search_many(asked, **kwargs)
-
-    service.search_many = spy
+    batches = _searched(service)
     questions = _queries(sample_dir, 8)
     bodies = [{"question": q, "k": 5} for q in questions] + [
         {"question": questions[0], "k": 3, "mode": "dense"},  # another group of the batch
@@ -144,14 +150,7 @@ def test_a_flood_is_searched_in_batches_of_at_most_max_batch(sample_index, sampl
 
     app = create_app(sample_index, ServeConfig(writer="thread"))
     service = app.state.service
-    sizes: list[int] = []
-    search_many = service.search_many
-
-    def spy(asked, **kwargs):
-        sizes.append(len(asked))
-        return search_many(asked, **kwargs)
-
-    service.search_many = spy
+    batches = _searched(service)
     questions = _queries(sample_dir, 20)
     bodies = [{"question": questions[i % len(questions)] + f" ({i})", "k": 1}
               for i in range(MAX_BATCH + 8)]
@@ -177,7 +176,7 @@ def test_a_flood_is_searched_in_batches_of_at_most_max_batch(sample_index, sampl
         service.executor.submit(service.close).result()
     assert [r.status_code for r in answered] == [200] * len(bodies)
     assert [r.json()["question"] for r in answered] == [b["question"] for b in bodies]
-    assert sizes == [MAX_BATCH, 8]
+    assert [len(b) for b in batches] == [MAX_BATCH, 8]
 
 
 @pytest.mark.slow
