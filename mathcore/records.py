@@ -153,6 +153,12 @@ def derive(record: Record, limits: Limits = DEFAULT_LIMITS) -> Derived:
     return Derived(q_text, a_text, f_text, nq + na + nf)
 
 
+# The last queries' linear texts, kept: one question is linearised by several stages (a
+# server's encoder thread, the search, the score parts, the givens of its response).
+_QUERIES_KEPT = 256
+
+
+@lru_cache(maxsize=_QUERIES_KEPT)
 def query_text(text: str, limits: Limits = DEFAULT_LIMITS) -> str:
     """Linear text of a query (a question with inline MathML, or plain text)."""
     return field_forms(text, limits, "query")[0]

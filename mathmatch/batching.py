@@ -207,7 +207,7 @@ class SearchQueue:
         logger.debug("searching %d waiting requests", len(taken))
         try:
             results = self.service.search_many([asked for asked, _ in taken], show=False,
-                                       prepared=prepared, vectors=vectors)
+                                               prepared=prepared, vectors=vectors)
         except BaseException as exc:
             for _, done in taken:
                 done.set_exception(exc)

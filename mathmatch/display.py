@@ -142,9 +142,8 @@ def _drop(el: etree._Element) -> None:
     parent.remove(el)
 
 
-def _safe_math(root: etree._Element, marked: frozenset[str]) -> None:
-    """Keep MathML elements and their presentation attributes only (in place); mark the
-    ``<mn>`` of *marked* numbers."""
+def _safe_math(root: etree._Element) -> None:
+    """Keep MathML elements and their presentation attributes only (in place)."""
     for el in list(root.iter()):
         if el is not root and (not isinstance(el.tag, str) or el.tag not in _MATH_TAGS):
             if el.getparent() is not None:
@@ -152,8 +151,6 @@ def _safe_math(root: etree._Element, marked: frozenset[str]) -> None:
             continue
         for name in [a for a in el.attrib if a not in _MATH_ATTRS]:
             del el.attrib[name]
-        if el.tag == "mn" and (el.text or "").strip().replace(",", "") in marked:
-            el.set("class", "given")
 
 
 _MN_RE = re.compile(r"<mn(\s[^>]*)?>([^<]*)")
@@ -171,7 +168,7 @@ class _Formula:
         root = parse_math(text, limits)
         self.numbers = frozenset((el.text or "").strip().replace(",", "")
                                  for el in root.iter("mn"))
-        self.html = _shown(root, frozenset())
+        self.html = _shown(root)
         self._keys: tuple[frozenset[str], str] | None | bool = False
 
     @property
@@ -187,10 +184,11 @@ class _Formula:
         return self._keys
 
     def shown(self, marked: frozenset[str], restated: bool) -> str:
-        """:attr:`html` with the ``<mn>`` of *marked* numbers and (*restated*) the formula
-        itself carrying their classes, as :func:`_shown` marks them on the tree: the
-        serialised ``<mn>`` keeps its text up to its first child, escaped, and never had a
-        class (lxml escapes ``>`` in attribute values, so a tag ends at the first ``>``)."""
+        """:attr:`html` with the ``<mn>`` of *marked* numbers (its text, stripped, without
+        thousands commas) in ``class="given"`` and (*restated*) the formula itself in
+        ``class="given-formula"``, set on the serialised formula: an ``<mn>`` there keeps its
+        text up to its first child, escaped, and has no class (lxml escapes ``>`` in
+        attribute values, so a tag ends at the first ``>``)."""
         out = self.html
         if marked & self.numbers:
             def mark(m: re.Match) -> str:
@@ -221,13 +219,10 @@ class _Formula:
         return None
 
 
-def _shown(root: etree._Element, marked: frozenset[str], restated: bool = False) -> str:
-    """A parsed formula as safe MathML (in place): *marked* numbers and a *restated* formula
-    carry their classes."""
-    _safe_math(root, marked)
+def _shown(root: etree._Element) -> str:
+    """A parsed formula as safe MathML (cleaned in place, then serialised)."""
+    _safe_math(root)
     etree.cleanup_namespaces(root)
-    if restated:
-        root.set("class", "given-formula")
     return etree.tostring(root, encoding="unicode", with_tail=False)
 
 

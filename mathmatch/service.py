@@ -480,7 +480,7 @@ class Service:
             out.append({
                 "id": c.doc_id, "score": c.score, "duplicate": c.duplicate, "kind": kind,
                 "cosine": c.cosine, "question": rec.record.question, "final": rec.record.final,
-                "display": state.display(rec.record)["question"],
+                "display": display(rec.record.question, limits=state.limits)[0],
                 "evidence": {
                     "restated": restated(query, side), "shared_givens": shared,
                     "givens": _differ(query.givens.values, side.givens.values),

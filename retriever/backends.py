@@ -71,7 +71,6 @@ _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 ONNX_BATCH = 16
 
 
-
 class BackendError(ValueError):
     """A backend that cannot run here, or that does not fit an index's vectors."""
 
