@@ -4,6 +4,7 @@ bodies either way, a job that fails failing alone, a writer process that dies re
 from __future__ import annotations
 
 import json
+import os
 from concurrent.futures import Future
 
 import pytest
@@ -66,6 +67,27 @@ def test_a_job_that_cannot_be_written_fails_alone(writer, caplog):
     assert [f.exception() is None for f in done] == [True, False, True]
     assert "writing a /search response failed" in caplog.text
     assert "TypeError" in caplog.text  # the writer process's traceback, logged here
+
+
+class _Fatal(Hit):
+    """A hit that kills the process that unpickles it: the writer process dies while it
+    holds the batch."""
+
+    def __reduce__(self):
+        return os._exit, (3,)
+
+
+def test_a_batch_whose_writer_process_dies_is_written_here(writer, caplog):
+    assert _write(writer, [_job(0)])[0].result()
+    pool = writer._pool
+    fatal = _job(1)
+    fatal = Job(**{**fatal.__dict__, "hits": (_Fatal(**fatal.hits[0].__dict__),)})
+    done = _write(writer, [fatal, _job(2)])
+    assert [json.loads(f.result())["hits"][0]["id"] for f in done] == ["zebra-1", "zebra-2"]
+    assert "the process writing responses died" in caplog.text
+    assert writer._pool is None  # the next batch starts another
+    assert json.loads(_write(writer, [_job(3)])[0].result())["hits"][0]["id"] == "zebra-3"
+    assert writer._pool is not None and writer._pool is not pool
 
 
 def test_a_writer_process_that_dies_is_replaced(writer, caplog):
