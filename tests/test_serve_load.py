@@ -145,6 +145,35 @@ def test_requests_waiting_together_are_searched_as_one_batch_with_the_same_answe
         _same_hits(got["hits"], want["hits"])
 
 
+def test_questions_are_encoded_ahead_and_the_worker_encodes_none(sample_index, sample_dir):
+    app = create_app(sample_index, ServeConfig(writer="thread"))
+    service = app.state.service
+    state = service.executor.submit(service.current).result()  # as the lifespan opens it
+    encoder = state.encoders[state.default_mode]
+    encoded: list[tuple[str, list[str]]] = []
+    encode = encoder.encode
+
+    def spy(texts, *args, **kwargs):
+        encoded.append((threading.current_thread().name, list(texts)))
+        return encode(texts, *args, **kwargs)
+
+    encoder.encode = spy
+    bodies = [{"question": q, "k": 3} for q in _queries(sample_dir, 4)]
+
+    async def together() -> list[httpx.Response]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url=LOCAL) as client:
+            return await asyncio.gather(*(client.post("/search", json=b) for b in bodies))
+
+    try:
+        answered = asyncio.run(together())
+    finally:
+        service.executor.submit(service.close).result()
+    assert [r.status_code for r in answered] == [200] * len(bodies)
+    assert encoded and {name for name, _ in encoded} == {"mathmatch-encode_0"}
+    assert sum(len(texts) for _, texts in encoded) == len(bodies)  # each question once
+
+
 def test_a_flood_is_searched_in_batches_of_at_most_max_batch(sample_index, sample_dir):
     from mathmatch.batching import MAX_BATCH
 
